@@ -1,0 +1,1 @@
+"""FastAPI lifespan extension for gunicorn-otel."""

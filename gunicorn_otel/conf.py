@@ -1,0 +1,42 @@
+"""Gunicorn configuration module: ``gunicorn -c python:gunicorn_otel.conf app:app``.
+
+(A bare ``-c gunicorn_otel.conf`` is read by Gunicorn as a file path.)  With a
+config of your own, ``from gunicorn_otel.conf import *`` and combine hooks you
+also define with ``gunicorn_otel.chain`` (see ``example_conf.py``).
+
+Importing this module validates every ``OTEL_*`` and ``GUNICORN_OTEL_*``
+variable in the master and exits with a clear message on a bad one.  It imports
+nothing heavy: under gevent, modules such as ``ssl`` or ``urllib3`` imported
+before ``monkey.patch_all()`` stay unpatched.  Each hook is one call into
+``gunicorn_otel.lifecycle``.
+"""
+
+from gunicorn_otel import lifecycle as _lifecycle
+
+_lifecycle.load_settings()
+
+__all__ = ["on_starting", "pre_fork", "post_fork", "post_worker_init", "worker_exit", "worker_abort"]
+
+
+def on_starting(server):
+    _lifecycle.on_starting(server)
+
+
+def pre_fork(server, worker):
+    _lifecycle.pre_fork(server, worker)
+
+
+def post_fork(server, worker):
+    _lifecycle.post_fork(server, worker)
+
+
+def post_worker_init(worker):
+    _lifecycle.post_worker_init(worker)
+
+
+def worker_exit(server, worker):
+    _lifecycle.worker_exit(server, worker)
+
+
+def worker_abort(worker):
+    _lifecycle.worker_abort(worker)

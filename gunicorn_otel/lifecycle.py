@@ -1,0 +1,178 @@
+"""What each Gunicorn hook does, delegated to the process's ``Runtime``.
+
+``conf.py`` holds one-line hooks that call these functions.  This module is
+imported by ``conf.py`` in the master at config-load time, so it imports only
+the standard library and our settings; the SDK is imported in the worker, at
+the build point of its worker kind (after gevent patching for gevent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+
+from gunicorn_otel import settings as settings_module
+from gunicorn_otel import worker_kinds
+from gunicorn_otel.settings import Settings, SettingsError
+
+log = logging.getLogger("gunicorn_otel")
+
+# Abort path: the master SIGKILLs about 1 s after SIGABRT.
+ABORT_FLUSH_SECONDS = 0.5
+
+
+class _State:
+    """Process-wide state set by the hooks; inherited by forked workers on purpose."""
+
+    settings: Settings | None = None
+    kind: worker_kinds.WorkerKind | None = None
+
+
+state = _State()
+
+
+def load_settings() -> Settings:
+    """Validate in the master at config load; a bad value stops Gunicorn before any fork."""
+    try:
+        state.settings = settings_module.load()
+    except SettingsError as exc:
+        raise SystemExit(f"gunicorn-otel: invalid configuration: {exc}") from None
+    for name in settings_module.unknown_plugin_variables():
+        print(f"gunicorn-otel: warning: unknown variable {name} is ignored", file=sys.stderr)
+    return state.settings
+
+
+def _settings() -> Settings:
+    return state.settings if state.settings is not None else load_settings()
+
+
+def on_starting(server) -> None:
+    s = _settings()
+    graceful = server.cfg.graceful_timeout
+    if not s.disabled and s.shutdown_timeout >= graceful:
+        server.log.warning(
+            "gunicorn-otel: GUNICORN_OTEL_SHUTDOWN_TIMEOUT=%ss is not below graceful_timeout=%ss; "
+            "the master may SIGKILL workers before telemetry is flushed",
+            s.shutdown_timeout,
+            graceful,
+        )
+
+
+def pre_fork(server, worker) -> None:
+    """Give the worker a stable slot 1..N, reusing the slot of a worker that left.
+
+    Runs in the master before ``fork``; the attribute travels with the worker
+    object into the child.  Gunicorn has no such number (gunicorn #1352).
+    """
+    taken = {getattr(w, "otel_slot", None) for w in server.WORKERS.values()}
+    slot = 1
+    while slot in taken:
+        slot += 1
+    worker.otel_slot = slot
+
+
+def post_fork(server, worker) -> None:
+    _adopt_gunicorn_log_handlers(server.log)
+    kind = state.kind = worker_kinds.classify(type(worker))
+    if kind.model == worker_kinds.GEVENT:
+        from gunicorn_otel.gevent_support import prepare
+
+        prepare(_settings())
+    if kind.build_at == worker_kinds.POST_FORK:
+        _start(kind.model, worker)
+
+
+def post_worker_init(worker) -> None:
+    kind = state.kind or worker_kinds.classify(type(worker))
+    if kind.build_at == worker_kinds.POST_WORKER_INIT:
+        model = kind.model or (worker_kinds.GEVENT if worker_kinds.gevent_patched() else worker_kinds.THREADS)
+        _start(model, worker)
+    if kind.uvicorn_signals:
+        _restore_worker_exit_on_sigterm()
+
+
+def worker_exit(server, worker) -> None:
+    # Arbiter.kill_worker calls this hook in the master when the worker is
+    # already gone (ESRCH); only the worker's own process may flush.
+    if os.getpid() != worker.pid:
+        return
+    from gunicorn_otel import runtime
+
+    current = runtime.current()
+    if current is not None:
+        current.shutdown(time.monotonic() + _settings().shutdown_timeout)
+
+
+def worker_abort(worker) -> None:
+    """Timeout (SIGABRT): record it with the stuck stack, then a brief flush.
+
+    This runs inside a signal handler in the stuck request's frame, so the
+    current stack is the request's.  The flush is best effort: the master
+    SIGKILLs about a second later.
+    """
+    from gunicorn_otel import runtime
+
+    stack = "".join(traceback.format_stack(sys._getframe(1)))
+    log_error = logging.getLogger("gunicorn.error")
+    log_error.error("gunicorn-otel: worker %s timed out; request stack:\n%s", os.getpid(), stack)
+    current = runtime.current()
+    if current is not None:
+        current.force_flush(time.monotonic() + min(ABORT_FLUSH_SECONDS, _settings().shutdown_timeout))
+
+
+def _start(model: str, worker) -> None:
+    """Build this worker's runtime; a failure costs telemetry, never the worker."""
+    s = _settings()
+    if s.disabled:
+        return
+    processor = s.processor
+    if processor == "auto":
+        processor = "gevent" if model == worker_kinds.GEVENT else "batch"
+    attributes = {"gunicorn.worker.slot": getattr(worker, "otel_slot", 0)}
+    try:
+        from gunicorn_otel import runtime
+
+        if model == worker_kinds.GEVENT:
+            from gunicorn_otel import gevent_support
+
+            if gevent_support.uses_grpc(s):
+                gevent_support.init_grpc_for_gevent()
+
+        runtime.get_or_create(s, processor=processor, resource_attributes=attributes).start()
+    except Exception:  # noqa: BLE001
+        logging.getLogger("gunicorn.error").exception(
+            "gunicorn-otel: telemetry could not start in worker %s; serving without it", os.getpid()
+        )
+
+
+def _adopt_gunicorn_log_handlers(glogger) -> None:
+    """Route our own messages (exit summary, warnings) to Gunicorn's error log."""
+    ours = logging.getLogger("gunicorn_otel")
+    error_log = getattr(glogger, "error_log", None)
+    if error_log is None or ours.handlers:
+        return
+    for handler in error_log.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+
+
+def _restore_worker_exit_on_sigterm() -> None:
+    """Make uvicorn's worker return normally on SIGTERM, so ``worker_exit`` runs.
+
+    ``UvicornWorker.init_signals`` leaves SIGTERM at SIG_DFL; uvicorn saves the
+    handler it finds, serves, then re-raises the captured signal with that
+    handler.  With SIG_DFL the process dies by the signal and neither
+    ``worker_exit`` nor atexit runs.  A handler that returns lets ``run()``
+    return and Gunicorn's normal exit path (``sys.exit(0)``, ``worker_exit``)
+    run.  This must run in ``post_worker_init``, after ``init_signals``.
+    """
+    signal.signal(signal.SIGTERM, _ignore_signal)
+
+
+def _ignore_signal(signum, frame) -> None:
+    """Pass-through: uvicorn has already handled the shutdown this signal asked for."""

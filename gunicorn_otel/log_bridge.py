@@ -1,0 +1,59 @@
+"""Standard ``logging`` records into the OTel logger provider.
+
+We attach OpenTelemetry's own ``LoggingHandler`` (opentelemetry-instrumentation-
+logging; the SDK's copy is deprecated) to the root logger and to Gunicorn's
+``gunicorn.error`` logger, which does not propagate.  The handler stamps each
+record with the active trace and span ids.
+
+Two changes to its behaviour, and why:
+
+* Records from the telemetry stack itself (``opentelemetry.*``, ``urllib3``,
+  ``gunicorn_otel``...) are not bridged: a failing export logs a warning, and
+  bridging that warning would queue another record to the failing exporter.
+* Logger levels are left alone: the app's own logging configuration decides
+  what is emitted (root defaults to WARNING), the handler level only filters.
+* ``flush()`` does nothing.  The handler's flush starts a thread that calls an
+  unbounded ``force_flush``, and ``logging.shutdown()`` calls it at exit; the
+  runtime owns flushing and bounds it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+_QUIET_PREFIXES = ("opentelemetry", "gunicorn_otel", "urllib3", "requests", "grpc")
+
+
+class _BridgeHandler(LoggingHandler):
+    def flush(self) -> None:
+        """Flushing is the runtime's job, with a deadline."""
+
+    def filter(self, record: logging.LogRecord):
+        if record.name.startswith(_QUIET_PREFIXES):
+            return False
+        return super().filter(record)
+
+
+class LogBridge:
+    """Attaches one handler to the loggers that carry app and Gunicorn records."""
+
+    LOGGER_NAMES = ("", "gunicorn.error")
+
+    def __init__(self, logger_provider, level: str) -> None:
+        self.handler = _BridgeHandler(level=logging.getLevelName(level.upper()), logger_provider=logger_provider)
+        self._attached: list[logging.Logger] = []
+
+    def attach(self) -> None:
+        for name in self.LOGGER_NAMES:
+            logger = logging.getLogger(name)
+            if self.handler not in logger.handlers:
+                logger.addHandler(self.handler)
+                self._attached.append(logger)
+
+    def detach(self) -> None:
+        for logger in self._attached:
+            logger.removeHandler(self.handler)
+        self._attached.clear()
+        self.handler.close()

@@ -1,0 +1,270 @@
+"""The per-process owner of the tracer, meter and logger providers.
+
+Exactly one ``Runtime`` serves a process.  The Gunicorn hooks and the FastAPI
+lifespan are thin adapters that call ``start``, ``force_flush`` and
+``shutdown``; everything with state lives here.
+
+Facts this relies on:
+
+* The SDK's ``set_*_provider`` is set-once per process, and the flag is inherited
+  across ``fork``.  So we never build in the Gunicorn master: a provider set
+  there would win in every worker.
+* Providers are built with ``shutdown_on_exit=False``: the SDK's own atexit
+  shutdown is unbounded (30 s per batch processor) and, inherited by a forked
+  child, would flush the parent's objects.  We shut down explicitly, bounded.
+* A runtime remembers its pid.  One found in a forked child (``--preload``
+  apps that started one, a test that forks) belongs to the parent: it is
+  dropped without flushing, since its queues hold the parent's telemetry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+
+from gunicorn_otel import bounded
+from gunicorn_otel.settings import Settings
+from gunicorn_otel.stats import LOGS, METRICS, SHUTDOWN_DEADLINE, TRACES, ExportStats
+
+log = logging.getLogger("gunicorn_otel")
+
+_current: "Runtime | None" = None
+
+
+def current() -> "Runtime | None":
+    """The runtime of this process, if one was started here (not inherited)."""
+    if _current is not None and _current.pid == os.getpid():
+        return _current
+    return None
+
+
+def get_or_create(settings: Settings, **kwargs) -> "Runtime":
+    """This process's runtime, creating it on first use; an inherited one is discarded."""
+    global _current
+    runtime = current()
+    if runtime is None:
+        _current = runtime = Runtime(settings, **kwargs)
+    return runtime
+
+
+class Runtime:
+    """Owns one process's providers, pipelines, loss counts and exit deadline."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        processor: str = "batch",
+        resource_attributes: dict | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+        self.processor = processor
+        self.instance_id = str(uuid.uuid4())
+        self.extra_attributes = dict(resource_attributes or {})
+        self.stats = ExportStats()
+        self.started = False
+        self.stopped = False
+        self.tracer_provider = None
+        self.meter_provider = None
+        self.logger_provider = None
+        self._span_processor = None
+        self._log_processor = None
+        self._log_bridge = None
+        self._exporters: dict[str, object] = {}
+
+    # -- start -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build the providers and set them as the globals; a second call does nothing."""
+        if self.started or self.stopped or os.getpid() != self.pid:
+            return
+        self.started = True
+        if self.settings.disabled:
+            return
+        from gunicorn_otel import exporters
+        from gunicorn_otel.counting import CountingExporter, CountingMetricExporter
+
+        resource = self._resource()
+        signals = self.settings.enabled_signals()
+        for signal in signals:
+            inner = exporters.build(signal, self.settings.exporting(signal))
+            if signal == METRICS:
+                self._exporters[signal] = CountingMetricExporter(inner, self.stats)
+            else:
+                self._exporters[signal] = CountingExporter(inner, signal, self.stats)
+        if TRACES in signals:
+            self._start_traces(resource)
+        if METRICS in signals:
+            self._start_metrics(resource)
+        if LOGS in signals:
+            self._start_logs(resource)
+        log.debug("gunicorn-otel: runtime started in pid %s (%s processor)", self.pid, self.processor)
+
+    def _resource(self):
+        from opentelemetry.sdk.resources import Resource
+
+        attributes = dict(self.settings.resource_attributes)
+        if self.settings.service_name:
+            attributes["service.name"] = self.settings.service_name
+        attributes.update(self.extra_attributes)
+        # Ours win over the SDK's detectors: the SDK's own service.instance.id
+        # detector would otherwise pick a value per provider, not per process.
+        attributes["service.instance.id"] = self.instance_id
+        attributes["process.pid"] = self.pid
+        return Resource.create(attributes)
+
+    def _start_traces(self, resource) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from gunicorn_otel import pipelines
+        from gunicorn_otel.sampling import build_sampler
+
+        s = self.settings
+        provider = TracerProvider(
+            resource=resource,
+            sampler=build_sampler(s.sampler, s.sampler_arg),
+            shutdown_on_exit=False,
+        )
+        self._span_processor = pipelines.span_processor(
+            self.processor, self._exporters[TRACES], self.stats, s.bsp, s.shutdown_timeout
+        )
+        provider.add_span_processor(self._span_processor)
+        self.tracer_provider = provider
+        _set_global("TracerProvider", trace.set_tracer_provider, trace.get_tracer_provider, provider)
+
+    def _start_metrics(self, resource) -> None:
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+
+        from gunicorn_otel import pipelines
+
+        s = self.settings
+        reader = pipelines.metric_reader(self.processor, self._exporters[METRICS], s.metric_interval, s.metric_timeout)
+        provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+        self.meter_provider = provider
+        _set_global("MeterProvider", metrics.set_meter_provider, metrics.get_meter_provider, provider)
+        if s.self_metrics:
+            from gunicorn_otel.self_metrics import register
+
+            register(provider, self.stats)
+
+    def _start_logs(self, resource) -> None:
+        from opentelemetry import _logs
+        from opentelemetry.sdk._logs import LoggerProvider
+
+        from gunicorn_otel import pipelines
+        from gunicorn_otel.log_bridge import LogBridge
+
+        s = self.settings
+        provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        self._log_processor = pipelines.log_processor(
+            self.processor, self._exporters[LOGS], self.stats, s.blrp, s.shutdown_timeout
+        )
+        provider.add_log_record_processor(self._log_processor)
+        self.logger_provider = provider
+        _set_global("LoggerProvider", _logs.set_logger_provider, _logs.get_logger_provider, provider)
+        self._log_bridge = LogBridge(provider, s.log_level)
+        self._log_bridge.attach()
+
+    # -- flush and shutdown ------------------------------------------------
+
+    def _providers(self) -> dict:
+        return {
+            name: provider
+            for name, provider in (
+                (TRACES, self.tracer_provider),
+                (METRICS, self.meter_provider),
+                (LOGS, self.logger_provider),
+            )
+            if provider is not None
+        }
+
+    def force_flush(self, deadline: float) -> bool:
+        """Export what is queued, giving up at ``deadline`` (``time.monotonic()``)."""
+        if not self._owns_live_providers():
+            return True
+
+        def flush(provider):
+            if provider is self.meter_provider:
+                return lambda: provider.force_flush(timeout_millis=_millis_until(deadline))
+            return provider.force_flush
+
+        done = bounded.run_all({name: flush(p) for name, p in self._providers().items()}, deadline)
+        return all(done.values())
+
+    def shutdown(self, deadline: float) -> bool:
+        """Flush and stop every provider by ``deadline``; log one summary line.
+
+        All three providers shut down at once so the bound is shared, not
+        summed.  A pipeline still exporting at the deadline is abandoned: its
+        exporter is shut down (which interrupts the SDK's retry sleep) and
+        what it held is counted as dropped at the deadline.
+        """
+        if not self._owns_live_providers():
+            return True
+        self.stopped = True
+        started = time.monotonic()
+        if self._log_bridge is not None:
+            self._log_bridge.detach()
+
+        def stop(provider):
+            if provider is self.meter_provider:
+                return lambda: provider.shutdown(timeout_millis=_millis_until(deadline))
+            return provider.shutdown
+
+        done = bounded.run_all({name: stop(p) for name, p in self._providers().items()}, deadline)
+        for signal, finished in done.items():
+            if not finished:
+                self._abandon(signal)
+        elapsed = time.monotonic() - started
+        in_time = all(done.values())
+        log.info(
+            "gunicorn-otel: pid %s flushed in %.2fs%s: %s",
+            self.pid,
+            elapsed,
+            "" if in_time else " (deadline reached)",
+            self.stats.summary(),
+        )
+        return in_time
+
+    def _abandon(self, signal: str) -> None:
+        """Stop a pipeline that missed the deadline and count what it still held."""
+        exporter = self._exporters.get(signal)
+        if exporter is not None:
+            try:
+                exporter.shutdown()
+            except Exception:  # noqa: BLE001
+                log.debug("gunicorn-otel: exporter shutdown failed", exc_info=True)
+        if signal == METRICS:
+            return
+        counts = self.stats.snapshot()[signal]
+        unaccounted = counts["accepted"] - counts["exported"] - sum(counts["dropped"].values())
+        self.stats.dropped(signal, SHUTDOWN_DEADLINE, unaccounted)
+
+    def _owns_live_providers(self) -> bool:
+        return self.started and not self.stopped and os.getpid() == self.pid
+
+
+def _millis_until(deadline: float) -> float:
+    return max(0.0, (deadline - time.monotonic()) * 1000.0)
+
+
+def _set_global(what: str, setter, getter, provider) -> None:
+    """Set a global provider, or say clearly why ours is not the global one.
+
+    The API's set-once flag means a provider configured earlier (for example by
+    ``opentelemetry-instrument`` or a ``sitecustomize`` in the master) wins.
+    """
+    setter(provider)
+    if getter() is not provider:
+        log.warning(
+            "gunicorn-otel: a global %s was already set in this process (%s); "
+            "gunicorn-otel's is not global, so instrumentation keeps using the other one. "
+            "Remove opentelemetry-instrument or other OpenTelemetry set-up from the master.",
+            what,
+            type(getter()).__name__,
+        )
