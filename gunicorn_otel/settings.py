@@ -208,16 +208,16 @@ def _otlp_vars() -> list[Var]:
         base = f"OTEL_EXPORTER_OTLP_{scope}"
         out += [
             Var(base + "PROTOCOL", _choice("http/protobuf", "grpc"), None,
-                f"OTLP protocol for {target}", "http/protobuf, grpc"),
+                f"OTLP protocol for {target} (default http/protobuf)", "http/protobuf, grpc"),
             Var(base + "ENDPOINT", _url, None,
-                f"OTLP endpoint for {target}" + (" (base URL; /v1/<signal> is appended for HTTP)" if not scope else " (used as-is)"),
+                f"OTLP endpoint for {target}" + (" (base URL, default http://localhost:4318, or :4317 for gRPC; /v1/<signal> is appended for HTTP)" if not scope else " (used as-is)"),
                 "http(s) URL"),
             Var(base + "HEADERS", _headers, None, f"export headers for {target}; never logged",
                 "k=v,k2=v2", secret=True),
             Var(base + "TIMEOUT", _positive_float("seconds"), None,
-                f"per-export timeout for {target}, in seconds (the Python SDK's unit)", "positive number"),
+                f"per-export timeout for {target}, in seconds (the Python SDK's unit; default 10)", "positive number"),
             Var(base + "COMPRESSION", _choice("gzip", "deflate", "none"), None,
-                f"export compression for {target}", "gzip, deflate (HTTP only), none"),
+                f"export compression for {target} (default none)", "gzip, deflate (HTTP only), none"),
             Var(base + "CERTIFICATE", _existing_file, None, f"CA bundle to verify the collector for {target}", "file path"),
             Var(base + "CLIENT_KEY", _existing_file, None, f"client TLS key for {target}", "file path"),
             Var(base + "CLIENT_CERTIFICATE", _existing_file, None, f"client TLS certificate for {target}", "file path"),
@@ -441,3 +441,31 @@ def unknown_plugin_variables(environ: Mapping[str, str] | None = None) -> list[s
     """``GUNICORN_OTEL_*`` names we don't know: almost always a typo worth a warning."""
     env = os.environ if environ is None else environ
     return sorted(n for n in env if n.startswith(PREFIX) and n not in BY_NAME)
+
+
+def markdown_table() -> str:
+    """The README's variable table, generated from ``VARS`` (a test keeps them equal).
+
+    Per-signal OTLP variables share their general variable's row.
+    """
+
+    def default(var: Var) -> str:
+        if var.default is None or isinstance(var.default, dict):
+            return "—"
+        if isinstance(var.default, bool):
+            return str(var.default).lower()
+        return f"`{var.default}`"
+
+    rows = ["| variable | default | accepted | meaning |", "|---|---|---|---|"]
+    for var in VARS:
+        per_signal = var.name.startswith("OTEL_EXPORTER_OTLP_") and any(
+            f"_{s.upper()}_" in var.name for s in SIGNAL_NAMES
+        )
+        if per_signal:
+            continue
+        name = f"`{var.name}`"
+        if var.name.startswith("OTEL_EXPORTER_OTLP_"):
+            suffix = var.name[len("OTEL_EXPORTER_OTLP_"):]
+            name += f" and `OTEL_EXPORTER_OTLP_{{TRACES,METRICS,LOGS}}_{suffix}`"
+        rows.append(f"| {name} | {default(var)} | {var.accepted} | {var.doc} |")
+    return "\n".join(rows)
