@@ -93,6 +93,15 @@ def post_worker_init(worker) -> None:
         _start(model, worker)
     if kind.uvicorn_signals:
         _restore_worker_exit_on_sigterm()
+    from gunicorn_otel import runtime
+
+    current = runtime.current()
+    log.info(
+        "gunicorn-otel: worker %s ready (%s worker, %s)",
+        os.getpid(),
+        kind.name,
+        f"{current.processor} processor" if current is not None and current.started else "telemetry off",
+    )
 
 
 def worker_exit(server, worker) -> None:

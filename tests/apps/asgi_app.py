@@ -1,0 +1,56 @@
+"""The same routes as ``wsgi_app`` as a bare ASGI 3 app, with lifespan support."""
+
+import asyncio
+import logging
+import os
+from urllib.parse import parse_qs
+
+from opentelemetry import trace
+
+tracer = trace.get_tracer("tests.app")
+log = logging.getLogger("tests.app")
+DEFAULT_SPANS = int(os.environ.get("APP_SPANS_PER_REQUEST", "1"))
+
+
+async def _reply(send, body: bytes, status: int = 200):
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    path = scope["path"]
+    query = parse_qs(scope.get("query_string", b"").decode())
+    if path == "/health":
+        await _reply(send, b"ok")
+    elif path == "/pid":
+        await _reply(send, str(os.getpid()).encode())
+    elif path == "/log":
+        with tracer.start_as_current_span("log-span"):
+            log.warning(query.get("msg", ["hello"])[0])
+        await _reply(send, b"ok")
+    elif path == "/sleep":
+        await asyncio.sleep(float(query.get("s", ["1"])[0]))
+        with tracer.start_as_current_span("slept"):
+            pass
+        await _reply(send, b"ok")
+    elif path == "/":
+        for i in range(int(query.get("spans", [DEFAULT_SPANS])[0])):
+            with tracer.start_as_current_span("work") as span:
+                span.set_attribute("i", i)
+        await _reply(send, b"ok")
+    else:
+        await _reply(send, b"not found", 404)

@@ -1,0 +1,1 @@
+"""Test support: an OTLP receiver and a real-Gunicorn harness."""

@@ -1,0 +1,478 @@
+"""An OTLP/HTTP receiver the tests own, built on ``opentelemetry-proto``.
+
+Tests count what really arrived over the wire, so the receiver decodes real
+protobuf requests and keeps every span, log record and metric.  It can also
+misbehave on demand, the way collectors do in production: answer slowly,
+answer 503 with Retry-After, accept connections and never answer (a black
+hole), or stop listening (connection refused) and come back on the same port.
+
+``python -m tests.support.receiver --port 4318`` runs one in the foreground
+and prints what arrives once a second (used by the benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import http.server
+import socket
+import socketserver
+import sys
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+PATHS = {
+    "/v1/traces": (trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse),
+    "/v1/metrics": (metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse),
+    "/v1/logs": (logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse),
+}
+
+
+def any_value(value) -> Any:
+    """An OTLP ``AnyValue`` as a plain Python value."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+def attributes(key_values) -> dict:
+    return {kv.key: any_value(kv.value) for kv in key_values}
+
+
+@dataclass
+class ReceivedSpan:
+    resource: dict
+    scope: str
+    span: Any
+
+    @property
+    def name(self) -> str:
+        return self.span.name
+
+    @property
+    def kind(self) -> int:
+        return self.span.kind
+
+    @property
+    def attributes(self) -> dict:
+        return attributes(self.span.attributes)
+
+    @property
+    def trace_id(self) -> str:
+        return self.span.trace_id.hex()
+
+    @property
+    def span_id(self) -> str:
+        return self.span.span_id.hex()
+
+
+@dataclass
+class ReceivedLog:
+    resource: dict
+    scope: str
+    record: Any
+
+    @property
+    def body(self) -> str:
+        value = any_value(self.record.body)
+        return value if isinstance(value, str) else repr(value)
+
+    @property
+    def attributes(self) -> dict:
+        return attributes(self.record.attributes)
+
+    @property
+    def trace_id(self) -> str:
+        return self.record.trace_id.hex()
+
+    @property
+    def span_id(self) -> str:
+        return self.record.span_id.hex()
+
+
+@dataclass
+class ReceivedMetric:
+    resource: dict
+    scope: str
+    metric: Any
+
+    @property
+    def name(self) -> str:
+        return self.metric.name
+
+    def data_points(self) -> list:
+        kind = self.metric.WhichOneof("data")
+        return list(getattr(self.metric, kind).data_points) if kind else []
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
+        pass
+
+    def do_POST(self):
+        receiver: OTLPReceiver = self.server.receiver
+        if receiver._hold_while_blackhole():
+            self.close_connection = True
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        encoding = (self.headers.get("Content-Encoding") or "").lower()
+        if encoding == "gzip":
+            body = gzip.decompress(body)
+        elif encoding == "deflate":
+            body = zlib.decompress(body)
+        mode, delay, retry_after = receiver._mode_snapshot()
+        if mode == "slow":
+            receiver._stopping.wait(delay)
+        if mode == "unavailable":
+            receiver._count(self.path, rejected=True)
+            self._reply(503, b"", {"Retry-After": str(retry_after)} if retry_after is not None else {})
+            return
+        if mode == "error":
+            receiver._count(self.path, rejected=True)
+            self._reply(400, b"")
+            return
+        types = PATHS.get(self.path)
+        if types is None:
+            self._reply(404, b"")
+            return
+        request_type, response_type = types
+        receiver._store(self.path, request_type.FromString(body))
+        self._reply(200, response_type().SerializeToString())
+
+    def _reply(self, status: int, payload: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address, receiver):
+        self.receiver = receiver
+        self.connections: set[socket.socket] = set()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address):
+        self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class OTLPReceiver:
+    """Receives OTLP/HTTP on 127.0.0.1; see the module docstring for the fault modes."""
+
+    MODES = ("ok", "slow", "unavailable", "error", "blackhole", "down")
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._mode = "ok"
+        self._delay = 0.0
+        self._retry_after: int | None = None
+        self._spans: list[ReceivedSpan] = []
+        self._logs: list[ReceivedLog] = []
+        self._metrics: list[ReceivedMetric] = []
+        self._requests: dict[str, int] = {}
+        self._rejected: dict[str, int] = {}
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> "OTLPReceiver":
+        self._listen()
+        return self
+
+    def _listen(self) -> None:
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def _close(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.drop_connections()
+        server.server_close()
+        self._thread.join(5)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._close()
+
+    def __enter__(self) -> "OTLPReceiver":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- fault modes -----------------------------------------------------
+
+    def set_mode(self, mode: str, *, delay: float = 0.0, retry_after: int | None = None) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        with self._cond:
+            previous = self._mode
+            self._mode, self._delay, self._retry_after = mode, delay, retry_after
+            self._cond.notify_all()
+        if mode == "down" and previous != "down":
+            self._close()
+        elif mode != "down" and previous == "down":
+            self._listen()
+
+    def _mode_snapshot(self):
+        with self._cond:
+            return self._mode, self._delay, self._retry_after
+
+    def _hold_while_blackhole(self) -> bool:
+        """Hang a request, unanswered, while in black-hole mode; True if it was held."""
+        with self._cond:
+            if self._mode != "blackhole":
+                return False
+            while self._mode == "blackhole" and not self._stopping.is_set():
+                self._cond.wait(0.5)
+            return True
+
+    # -- storage ---------------------------------------------------------
+
+    def _count(self, path: str, rejected: bool = False) -> None:
+        with self._cond:
+            table = self._rejected if rejected else self._requests
+            table[path] = table.get(path, 0) + 1
+            self._cond.notify_all()
+
+    def _store(self, path: str, request) -> None:
+        items: list = []
+        if path == "/v1/traces":
+            for rs in request.resource_spans:
+                res = attributes(rs.resource.attributes)
+                for ss in rs.scope_spans:
+                    items += [ReceivedSpan(res, ss.scope.name, span) for span in ss.spans]
+            target = self._spans
+        elif path == "/v1/logs":
+            for rl in request.resource_logs:
+                res = attributes(rl.resource.attributes)
+                for sl in rl.scope_logs:
+                    items += [ReceivedLog(res, sl.scope.name, rec) for rec in sl.log_records]
+            target = self._logs
+        else:
+            for rm in request.resource_metrics:
+                res = attributes(rm.resource.attributes)
+                for sm in rm.scope_metrics:
+                    items += [ReceivedMetric(res, sm.scope.name, m) for m in sm.metrics]
+            target = self._metrics
+        with self._cond:
+            target.extend(items)
+            self._requests[path] = self._requests.get(path, 0) + 1
+            self._cond.notify_all()
+
+    def spans(self) -> list[ReceivedSpan]:
+        with self._cond:
+            return list(self._spans)
+
+    def log_records(self) -> list[ReceivedLog]:
+        with self._cond:
+            return list(self._logs)
+
+    def metrics(self) -> list[ReceivedMetric]:
+        with self._cond:
+            return list(self._metrics)
+
+    def request_count(self, path: str) -> int:
+        with self._cond:
+            return self._requests.get(path, 0)
+
+    def rejected_count(self, path: str) -> int:
+        with self._cond:
+            return self._rejected.get(path, 0)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._spans.clear()
+            self._logs.clear()
+            self._metrics.clear()
+            self._requests.clear()
+            self._rejected.clear()
+
+    # -- waiting ---------------------------------------------------------
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Re-check ``predicate`` after every request received, until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                self._cond.release()
+                try:
+                    if predicate():
+                        return True
+                finally:
+                    self._cond.acquire()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.5))
+
+    def wait_for_spans(self, count: int, timeout: float, predicate: Callable[[ReceivedSpan], bool] | None = None) -> list:
+        def matching():
+            return [s for s in self.spans() if predicate is None or predicate(s)]
+
+        self.wait_for(lambda: len(matching()) >= count, timeout)
+        return matching()
+
+
+class _BlackHole:
+    """A listening socket that accepts connections and never reads or answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def blackhole():
+    hole = _BlackHole()
+    try:
+        yield hole
+    finally:
+        hole.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="OTLP/HTTP receiver that prints counts once a second")
+    parser.add_argument("--port", type=int, default=4318)
+    parser.add_argument("--host", default="127.0.0.1")
+    ns = parser.parse_args(argv)
+    with OTLPReceiver(ns.host, ns.port) as receiver:
+        print(f"receiving OTLP/HTTP on {receiver.endpoint}", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+                points = sum(len(m.data_points()) for m in receiver.metrics())
+                print(
+                    f"spans={len(receiver.spans())} log_records={len(receiver.log_records())} metric_points={points}",
+                    flush=True,
+                )
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+class OTLPGrpcReceiver(OTLPReceiver):
+    """The same store and queries, fed by OTLP/gRPC (modes: ok and slow only)."""
+
+    def start(self) -> "OTLPGrpcReceiver":
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        receiver = self
+
+        def handler(path, response_type):
+            def export(request, context):
+                mode, delay, _ = receiver._mode_snapshot()
+                if mode == "slow":
+                    receiver._stopping.wait(delay)
+                receiver._store(path, request)
+                return response_type()
+
+            return export
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            Export = staticmethod(handler("/v1/traces", trace_service_pb2.ExportTraceServiceResponse))
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            Export = staticmethod(handler("/v1/metrics", metrics_service_pb2.ExportMetricsServiceResponse))
+
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            Export = staticmethod(handler("/v1/logs", logs_service_pb2.ExportLogsServiceResponse))
+
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self._grpc)
+        self.port = self._grpc.add_insecure_port(f"{self.host}:{self.port}")
+        self._grpc.start()
+        return self
+
+    def set_mode(self, mode: str, *, delay: float = 0.0, retry_after: int | None = None) -> None:
+        if mode not in ("ok", "slow"):
+            raise ValueError("the gRPC receiver supports only 'ok' and 'slow'")
+        with self._cond:
+            self._mode, self._delay = mode, delay
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._grpc.stop(grace=None).wait(5)

@@ -1,0 +1,84 @@
+"""Real gunicorn gevent workers: complete delivery, a clean log, no native threads, bounded exit."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+import pytest
+
+from tests.conftest import otel_env
+from tests.support.gunicorn_process import load
+from tests.support.receiver import OTLPGrpcReceiver, blackhole
+
+# What the usual recipes print under gevent; none of it may appear with ours.
+BAD_LOG = re.compile(r"Traceback|MonkeyPatchWarning|KeyError|Exception ignored|Warning|Queue full|Failed to export")
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "gevent_pywsgi"])
+@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
+def test_every_span_delivered_clean_log_no_native_threads(worker_class, preload, receiver, gunicorn):
+    args = ("--preload",) if preload else ()
+    proc = gunicorn("wsgi_app:app", worker_class=worker_class, workers=2, env=otel_env(receiver.endpoint), args=args)
+    ok, errors = load(proc.base_url, "/?spans=4", requests=2000, concurrency=20)
+    assert (ok, errors) == (2000, 0)
+    for _ in range(4):  # ask each worker (connections are spread across both)
+        status, body = proc.get("/native-threads")
+        assert status == 200
+        assert int(body) == 0, "the plugin must not start native threads in a gevent worker"
+    proc.stop(signal.SIGTERM, timeout=30)
+    spans = [s for s in receiver.spans() if s.name == "work"]
+    assert len(spans) == 2000 * 4
+    log = proc.log_text()
+    assert not BAD_LOG.search(log), log
+    assert log.count("dropped=0") == 2 * 3, log  # every signal of both workers
+
+
+def test_exit_is_bounded_against_a_black_hole(gunicorn):
+    bound = 2.0
+    with blackhole() as hole:
+        env = otel_env(hole.endpoint, GUNICORN_OTEL_SHUTDOWN_TIMEOUT=str(bound))
+        proc = gunicorn("wsgi_app:app", worker_class="gevent", workers=2, env=env)
+        ok, _ = load(proc.base_url, "/?spans=2", requests=200, concurrency=10)
+        assert ok == 200
+        # While exports hang, the hub keeps serving.
+        started = time.monotonic()
+        assert proc.get("/health")[0] == 200
+        assert time.monotonic() - started < 1.0
+        result = proc.stop(signal.SIGTERM, timeout=30)
+    log = proc.log_text()
+    assert result.returncode == 0
+    assert result.elapsed < bound + 2.5, (result.elapsed, log)
+    assert log.count("(deadline reached)") == 2, log
+    assert "Traceback" not in log
+
+
+def test_grpc_export_after_patching(gunicorn):
+    with OTLPGrpcReceiver() as grpc_receiver:
+        env = otel_env(grpc_receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+        proc = gunicorn("wsgi_app:app", worker_class="gevent", workers=1, env=env)
+        ok, _ = load(proc.base_url, "/?spans=3", requests=100, concurrency=5)
+        assert ok == 100
+        proc.stop(signal.SIGTERM, timeout=30)
+        assert len([s for s in grpc_receiver.spans() if s.name == "work"]) == 300
+    log = proc.log_text()
+    assert not BAD_LOG.search(log), log
+
+
+def test_grpc_black_hole_does_not_freeze_the_hub(gunicorn):
+    # Without grpc.experimental.gevent.init_gevent() a blocking gRPC call
+    # freezes the whole hub for the export timeout.
+    with blackhole() as hole:
+        env = otel_env(hole.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_TIMEOUT="5",
+                       OTEL_BSP_SCHEDULE_DELAY="50", GUNICORN_OTEL_SHUTDOWN_TIMEOUT="2")
+        proc = gunicorn("wsgi_app:app", worker_class="gevent", workers=1, env=env)
+        assert proc.get("/?spans=600")[0] == 200  # more than a batch: an export starts now
+        slowest = 0.0
+        for _ in range(20):
+            started = time.monotonic()
+            assert proc.get("/health")[0] == 200
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < 0.5, slowest
+        result = proc.stop(signal.SIGTERM, timeout=30)
+    assert result.elapsed < 2.0 + 2.5, (result.elapsed, proc.log_text())
