@@ -53,6 +53,20 @@ def parse_wrk(output: str) -> tuple[float, float]:
     return rps, value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU a process has used (worker CPU per request is a steadier figure than req/s)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu() -> float:
+    """CPU used by this process: the in-process receiver, competing for the same cores."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_one(name, config, extra_env, args, receiver, workdir) -> dict:
     receiver.clear()
     counts = pathlib.Path(tempfile.mkdtemp(dir=workdir))
@@ -70,10 +84,13 @@ def run_one(name, config, extra_env, args, receiver, workdir) -> dict:
         args=("--no-control-socket", "--worker-connections", "1000", "--graceful-timeout", "30"), ready_path="/",
     ) as proc:
         proc.start()
+        receiver_cpu_before = _self_cpu()
         wrk = subprocess.run(
             ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", proc.base_url + "/"],
             capture_output=True, text=True, timeout=args.duration + 60,
         )
+        cpu = sum(_cpu_seconds(pid) for pid in proc.live_worker_pids())
+        receiver_cpu = _self_cpu() - receiver_cpu_before
         stop = proc.stop(signal.SIGTERM, timeout=60)
         log = proc.log_text()
     served = sum(int(p.read_text() or 0) for p in counts.iterdir())
@@ -81,10 +98,13 @@ def run_one(name, config, extra_env, args, receiver, workdir) -> dict:
     if config in (None, "python:bench.configs.sdk_floor"):
         delivered = None
     else:
-        receiver.wait_for(lambda: len(receiver.spans()) >= made, timeout=15)
+        receiver.wait_for(lambda: receiver.span_count() >= made, timeout=15)
         delivered = len([s for s in receiver.spans() if s.name == "work"])
     rps, p99 = parse_wrk(wrk.stdout)
+    requests_done = int(re.search(r"(\d+) requests in", wrk.stdout).group(1))
     return {
+        "cpu_us": cpu / max(requests_done, 1) * 1e6,
+        "receiver_cpu_pct": 100.0 * receiver_cpu / args.duration,
         "name": name, "rps": rps, "p99_ms": p99, "made": made, "delivered": delivered,
         "stop_s": stop.elapsed, "bad_log": sorted(set(BAD_LOG.findall(log))),
     }
@@ -112,12 +132,14 @@ def main() -> int:
     upstream = statistics.median(r["rps"] for r in results.get("upstream recipe (BSP in post_fork)", [{"rps": float("nan")}]))
     print(f"\n`python bench/gevent_bench.py --duration {args.duration} --rounds {args.rounds} --connections {args.connections}`"
           f" (2 gevent workers, 4 spans/request, wrk -t2 -c{args.connections}; medians of {args.rounds} rounds)\n")
-    print("| configuration | req/s | vs upstream | vs SDK floor | p99 ms | spans delivered / made | stop s | log problems |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| configuration | req/s | vs upstream | vs SDK floor | p99 ms | worker CPU us/req | receiver CPU % | spans delivered / made | stop s | log problems |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         rps = statistics.median(r["rps"] for r in runs)
         p99 = statistics.median(r["p99_ms"] for r in runs)
         stop = statistics.median(r["stop_s"] for r in runs)
+        cpu = statistics.median(r["cpu_us"] for r in runs)
+        rcpu = statistics.median(r["receiver_cpu_pct"] for r in runs)
         made = sum(r["made"] for r in runs)
         delivered = [r["delivered"] for r in runs]
         if None in delivered:
@@ -125,7 +147,7 @@ def main() -> int:
         else:
             delivery = f"{sum(delivered):,} / {made:,} ({100.0 * sum(delivered) / max(made, 1):.1f}%)"
         problems = ", ".join(sorted({p for r in runs for p in r["bad_log"]})) or "none"
-        print(f"| {name} | {rps:,.0f} | {rps / upstream:.2f}x | {rps / floor:.2f}x | {p99:.1f} | {delivery} | {stop:.1f} | {problems} |")
+        print(f"| {name} | {rps:,.0f} | {rps / upstream:.2f}x | {rps / floor:.2f}x | {p99:.1f} | {cpu:.0f} | {rcpu:.0f} | {delivery} | {stop:.1f} | {problems} |")
     return 0
 
 

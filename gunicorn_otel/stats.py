@@ -12,6 +12,7 @@ safe to share between native threads, and between greenlets after patching.
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 TRACES = "traces"
@@ -25,13 +26,17 @@ SHUTDOWN_DEADLINE = "shutdown_deadline"
 REASONS = (QUEUE_FULL, EXPORT_FAILED, SHUTDOWN_DEADLINE)
 
 
+def _count_value(counter) -> int:
+    """Current value of an ``itertools.count`` without advancing it ("count(5)" -> 5)."""
+    return int(repr(counter)[6:-1])
+
+
 class SignalStats:
     """Counts for one signal: items accepted into a pipeline, exported, dropped."""
 
-    __slots__ = ("accepted", "exported", "dropped")
+    __slots__ = ("exported", "dropped")
 
     def __init__(self) -> None:
-        self.accepted = 0
         self.exported = 0
         self.dropped = dict.fromkeys(REASONS, 0)
 
@@ -41,7 +46,6 @@ class SignalStats:
 
     def as_dict(self) -> dict:
         return {
-            "accepted": self.accepted,
             "exported": self.exported,
             "dropped": dict(self.dropped),
         }
@@ -53,10 +57,15 @@ class ExportStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.signals = {signal: SignalStats() for signal in SIGNALS}
+        self._accepted = {signal: itertools.count() for signal in SIGNALS}
 
     def accepted(self, signal: str, count: int = 1) -> None:
-        with self._lock:
-            self.signals[signal].accepted += count
+        # The hot path (every span end): no lock.  ``next()`` on an
+        # itertools.count is atomic under the GIL, and taking a patched
+        # lock per span cost ~3% of a gevent worker's CPU.
+        counter = self._accepted[signal]
+        for _ in range(count):
+            next(counter)
 
     def exported(self, signal: str, count: int) -> None:
         with self._lock:
@@ -70,7 +79,10 @@ class ExportStats:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {signal: stats.as_dict() for signal, stats in self.signals.items()}
+            out = {signal: stats.as_dict() for signal, stats in self.signals.items()}
+        for signal, counter in self._accepted.items():
+            out[signal]["accepted"] = _count_value(counter)
+        return out
 
     def summary(self) -> str:
         """One line, e.g. ``traces exported=10 dropped=2 (queue_full=2); ...``."""

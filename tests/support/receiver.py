@@ -204,6 +204,8 @@ class OTLPReceiver:
         self._spans: list[ReceivedSpan] = []
         self._logs: list[ReceivedLog] = []
         self._metrics: list[ReceivedMetric] = []
+        self._raw: dict[str, list] = {}
+        self._flattened: dict[str, int] = {}
         self._requests: dict[str, int] = {}
         self._rejected: dict[str, int] = {}
         self._server: _Server | None = None
@@ -282,41 +284,68 @@ class OTLPReceiver:
             self._cond.notify_all()
 
     def _store(self, path: str, request) -> None:
-        items: list = []
-        if path == "/v1/traces":
-            for rs in request.resource_spans:
-                res = attributes(rs.resource.attributes)
-                for ss in rs.scope_spans:
-                    items += [ReceivedSpan(res, ss.scope.name, span) for span in ss.spans]
-            target = self._spans
-        elif path == "/v1/logs":
-            for rl in request.resource_logs:
-                res = attributes(rl.resource.attributes)
-                for sl in rl.scope_logs:
-                    items += [ReceivedLog(res, sl.scope.name, rec) for rec in sl.log_records]
-            target = self._logs
-        else:
-            for rm in request.resource_metrics:
-                res = attributes(rm.resource.attributes)
-                for sm in rm.scope_metrics:
-                    items += [ReceivedMetric(res, sm.scope.name, m) for m in sm.metrics]
-            target = self._metrics
+        """Keep the decoded request; items are flattened lazily, on query.
+
+        The receiver shares the machine's CPU with the servers under test, so
+        the hot path does as little as possible.
+        """
         with self._cond:
-            target.extend(items)
+            self._raw.setdefault(path, []).append(request)
             self._requests[path] = self._requests.get(path, 0) + 1
             self._cond.notify_all()
 
-    def spans(self) -> list[ReceivedSpan]:
+    def _flatten(self, path: str, target: list, flatten) -> list:
+        """Append items of requests not flattened yet to ``target``; return a copy."""
         with self._cond:
-            return list(self._spans)
+            raw = self._raw.get(path, [])
+            done = self._flattened.get(path, 0)
+            pending = raw[done:]
+            self._flattened[path] = len(raw)
+            for request in pending:
+                target.extend(flatten(request))
+            return list(target)
+
+    @staticmethod
+    def _flatten_spans(request) -> list:
+        items = []
+        for rs in request.resource_spans:
+            res = attributes(rs.resource.attributes)
+            for ss in rs.scope_spans:
+                items += [ReceivedSpan(res, ss.scope.name, span) for span in ss.spans]
+        return items
+
+    @staticmethod
+    def _flatten_logs(request) -> list:
+        items = []
+        for rl in request.resource_logs:
+            res = attributes(rl.resource.attributes)
+            for sl in rl.scope_logs:
+                items += [ReceivedLog(res, sl.scope.name, rec) for rec in sl.log_records]
+        return items
+
+    @staticmethod
+    def _flatten_metrics(request) -> list:
+        items = []
+        for rm in request.resource_metrics:
+            res = attributes(rm.resource.attributes)
+            for sm in rm.scope_metrics:
+                items += [ReceivedMetric(res, sm.scope.name, m) for m in sm.metrics]
+        return items
+
+    def spans(self) -> list[ReceivedSpan]:
+        return self._flatten("/v1/traces", self._spans, self._flatten_spans)
+
+    def span_count(self) -> int:
+        """Cheap count without building objects (for load tests)."""
+        with self._cond:
+            return sum(len(ss.spans) for r in self._raw.get("/v1/traces", [])
+                       for rs in r.resource_spans for ss in rs.scope_spans)
 
     def log_records(self) -> list[ReceivedLog]:
-        with self._cond:
-            return list(self._logs)
+        return self._flatten("/v1/logs", self._logs, self._flatten_logs)
 
     def metrics(self) -> list[ReceivedMetric]:
-        with self._cond:
-            return list(self._metrics)
+        return self._flatten("/v1/metrics", self._metrics, self._flatten_metrics)
 
     def request_count(self, path: str) -> int:
         with self._cond:
@@ -331,6 +360,8 @@ class OTLPReceiver:
             self._spans.clear()
             self._logs.clear()
             self._metrics.clear()
+            self._raw.clear()
+            self._flattened.clear()
             self._requests.clear()
             self._rejected.clear()
 

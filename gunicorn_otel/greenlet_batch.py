@@ -1,0 +1,239 @@
+"""Batching for gevent workers: greenlets only, one mechanism for spans and log records.
+
+Why not the SDK's ``BatchProcessor`` built after ``monkey.patch_all()``?  It is
+clean then (its thread becomes a greenlet), but it exports one batch at a time
+from one greenlet.  Under sustained load in a 2-core gevent worker it delivered
+about 6% of the spans (``shared/research/perf-notes.md``): while its single
+export waited on the network, request greenlets overflowed the queue.
+
+Here:
+
+* ``emit`` appends to a deque and may set a ``gevent.event.Event``; it never
+  blocks, so ``on_end`` never stalls a request or the hub.
+* A dispatcher greenlet wakes as soon as a full batch is queued (or the
+  schedule delay passes) and hands batches to a ``gevent.pool.Pool`` of up to
+  16 exports in flight.  Under load an export waits several hub iterations for
+  its response (every ready request greenlet runs first), so throughput is
+  slots x batch / latency; 16 slots kept up where 2, 4 and 8 did not
+  (``bench/gevent_bench.py``, docs/gevent.md).  Memory stays bounded: the queue
+  plus 16 batches.
+* When the queue passes half full while a slot is idle, the emitting greenlet
+  yields once (``gevent.sleep(0)``): otherwise request greenlets that never
+  wait on I/O starve the dispatcher until the queue overflows.
+* ``force_flush`` and ``shutdown`` honour their timeouts with
+  ``gevent.Timeout`` and pool joins, cooperatively: they are safe from a
+  request greenlet and never hold a lock across I/O.
+* Loss is counted exactly by reason (see ``stats``): a full queue drops the
+  *new* item; items still queued or in an abandoned export at the shutdown
+  deadline are counted as ``shutdown_deadline``.
+
+Imported only after patching (``worker_kinds``: gevent builds in
+``post_worker_init``); greenlets start lazily, in the process that built us.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+
+import gevent
+import gevent.event
+import gevent.pool
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
+from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk._logs._internal import ReadableLogRecord
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor
+
+from gunicorn_otel.stats import QUEUE_FULL, SHUTDOWN_DEADLINE
+
+log = logging.getLogger("gunicorn_otel")
+
+
+class GreenletBatcher:
+    """Queue, dispatcher greenlet and export pool for one signal."""
+
+    def __init__(
+        self,
+        exporter,
+        *,
+        signal: str,
+        stats,
+        schedule_delay: float,
+        max_export_batch_size: int,
+        max_queue_size: int,
+        max_concurrent_exports: int = 16,
+    ) -> None:
+        self.exporter = exporter
+        self.signal = signal
+        self.stats = stats
+        self.schedule_delay = schedule_delay
+        self.batch_size = max_export_batch_size
+        self.max_queue_size = max_queue_size
+        self._queue: collections.deque = collections.deque()
+        self._wake = gevent.event.Event()
+        self._pool = gevent.pool.Pool(max_concurrent_exports)
+        self._in_flight = 0
+        self._dispatcher = None
+        self._pid = os.getpid()
+        self._shutdown = False
+        self._pressure = max(max_export_batch_size, max_queue_size // 2)
+        self._hub = gevent.get_hub()
+
+    # -- hot path ----------------------------------------------------------
+
+    def emit(self, item) -> None:
+        """Take one item; never blocks (it yields once only under the pressure described above)."""
+        if self._pid != os.getpid():
+            return  # inherited across fork: the parent owns these items
+        stats = self.stats
+        stats.accepted(self.signal)
+        if self._shutdown:
+            stats.dropped(self.signal, SHUTDOWN_DEADLINE, 1)
+            return
+        queue = self._queue
+        if len(queue) >= self.max_queue_size:
+            stats.dropped(self.signal, QUEUE_FULL, 1)
+            return
+        queue.append(item)
+        if self._dispatcher is None:
+            self._dispatcher = gevent.spawn(self._dispatch)
+        if len(queue) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
+        if len(queue) >= self._pressure and self._pool.free_count() and gevent.getcurrent() is not self._hub:
+            # Under sustained load a request greenlet can serve request after
+            # request without waiting on I/O, and the dispatcher never runs
+            # until the queue overflows.  Yield once so it can hand the queued
+            # batches to the idle export slots.  Only then: when every slot
+            # is busy (a slow or dead collector) yielding can't help, and we
+            # drop instead of slowing the app.
+            gevent.sleep(0)
+
+    # -- export --------------------------------------------------------------
+
+    def _take(self) -> list:
+        queue = self._queue
+        count = min(self.batch_size, len(queue))
+        return [queue.popleft() for _ in range(count)]
+
+    def _export(self, batch: list) -> None:
+        self._in_flight += len(batch)
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            self.exporter.export(batch)  # CountingExporter records the outcome
+        except Exception:  # noqa: BLE001 - keep the dispatcher alive
+            log.exception("gunicorn-otel: exporting %s failed", self.signal)
+        finally:
+            detach(token)
+            self._in_flight -= len(batch)
+
+    def _submit_ready(self, everything: bool) -> None:
+        """Hand batches to the pool: full ones, or everything queued."""
+        while self._queue and (everything or len(self._queue) >= self.batch_size):
+            # Wait (cooperatively) for a free export slot *before* taking a
+            # batch, so a timeout here can never strand popped items: the
+            # dispatcher slows down, emitters never do.
+            self._pool.wait_available()
+            if not self._queue:
+                return
+            self._pool.spawn(self._export, self._take())
+
+    def _dispatch(self) -> None:
+        while not self._shutdown:
+            woken = self._wake.wait(self.schedule_delay)
+            self._wake.clear()
+            if self._shutdown:
+                return
+            # Timer expiry exports whatever is queued; an early wake only full batches.
+            self._submit_ready(everything=not woken)
+
+    # -- flush and shutdown --------------------------------------------------
+
+    def force_flush(self, timeout: float) -> bool:
+        """Export everything queued now; give up after ``timeout`` seconds."""
+        if self._shutdown or self._pid != os.getpid():
+            return False
+        with gevent.Timeout(timeout, False):
+            self._submit_ready(everything=True)
+            return self._pool.join(timeout=timeout)
+        return False
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush until ``timeout``, then abandon and count what is left."""
+        if self._shutdown or self._pid != os.getpid():
+            return True
+        self._shutdown = True
+        self._wake.set()
+        finished = False
+        with gevent.Timeout(timeout, False):
+            self._submit_ready(everything=True)
+            finished = self._pool.join(timeout=timeout)
+        if not finished:
+            left = len(self._queue)
+            self._queue.clear()
+            # Killing an export interrupts its socket wait; its items were
+            # never counted as exported or failed, so count them here.
+            abandoned = self._in_flight
+            self._pool.kill(block=True, timeout=0.1)
+            self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, left + abandoned)
+        if self._dispatcher is not None:
+            self._dispatcher.kill(block=False)
+        try:
+            self.exporter.shutdown()
+        except Exception:  # noqa: BLE001
+            log.debug("gunicorn-otel: exporter shutdown failed", exc_info=True)
+        return finished
+
+
+class GreenletSpanProcessor(SpanProcessor):
+    """Sampled spans into a ``GreenletBatcher``."""
+
+    def __init__(self, batcher: GreenletBatcher, *, shutdown_timeout: float) -> None:
+        self.batcher = batcher
+        self.shutdown_timeout = shutdown_timeout
+
+    def on_start(self, span, parent_context=None) -> None:
+        pass
+
+    def on_end(self, span) -> None:
+        if span.context.trace_flags.sampled:
+            self.batcher.emit(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.batcher.force_flush(timeout_millis / 1000.0)
+
+    def shutdown(self) -> None:
+        self.batcher.shutdown(self.shutdown_timeout)
+
+
+class GreenletLogRecordProcessor(LogRecordProcessor):
+    """Log records into a ``GreenletBatcher``.
+
+    Like the SDK's batch processor, it queues a shallow copy whose context is
+    emptied: the queue must not keep a request's whole context alive.
+    """
+
+    def __init__(self, batcher: GreenletBatcher, *, shutdown_timeout: float) -> None:
+        self.batcher = batcher
+        self.shutdown_timeout = shutdown_timeout
+
+    def on_emit(self, log_record) -> None:
+        import copy
+
+        api_record = copy.copy(log_record.log_record)
+        api_record.context = Context()
+        self.batcher.emit(
+            ReadableLogRecord(
+                log_record=api_record,
+                resource=log_record.resource if log_record.resource is not None else Resource.create({}),
+                instrumentation_scope=log_record.instrumentation_scope,
+                limits=log_record.limits,
+            )
+        )
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.batcher.force_flush(timeout_millis / 1000.0)
+
+    def shutdown(self) -> None:
+        self.batcher.shutdown(self.shutdown_timeout)
