@@ -151,17 +151,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(404, b"")
             return
         request_type, response_type = types
-        receiver._store(self.path, request_type.FromString(body))
-        self._reply(200, response_type().SerializeToString())
+        request = request_type.FromString(body)
+        # Stored before answering, so a test that saw the exporter succeed
+        # finds it here; taken back if the answer can't go out (a request cut
+        # off by "down" mode failed for the exporter too).
+        receiver._store(self.path, request)
+        try:
+            self._reply(200, response_type().SerializeToString())
+        except OSError:
+            receiver._unstore(self.path, request)
+            raise
 
     def _reply(self, status: int, payload: bytes, headers: dict | None = None) -> None:
+        """Send the whole response in one write, so it either went out or it didn't."""
         self.send_response(status)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", str(len(payload)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        self._headers_buffer.append(b"\r\n")
+        response = b"".join(self._headers_buffer) + payload
+        self._headers_buffer = []
+        self.wfile.write(response)
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -293,6 +304,15 @@ class OTLPReceiver:
             self._raw.setdefault(path, []).append(request)
             self._requests[path] = self._requests.get(path, 0) + 1
             self._cond.notify_all()
+
+    def _unstore(self, path: str, request) -> None:
+        with self._cond:
+            raw = self._raw.get(path, [])
+            index = next(i for i in range(len(raw) - 1, -1, -1) if raw[i] is request)
+            if index < self._flattened.get(path, 0):
+                return  # already handed out by a query; keep the record consistent
+            del raw[index]
+            self._requests[path] -= 1
 
     def _flatten(self, path: str, target: list, flatten) -> list:
         """Append items of requests not flattened yet to ``target``; return a copy."""
