@@ -34,7 +34,7 @@ from tests.support.gunicorn_process import GunicornProcess  # noqa: E402
 from tests.support.receiver import OTLPReceiver  # noqa: E402
 
 SUMMARY = re.compile(
-    r"gunicorn-otel: pid (\d+) flushed in ([\d.]+)s.*?traces exported=(\d+) dropped=(\d+)(?: \(([^)]*)\))?"
+    r"gunicorn-otel: pid (\d+) flushed in ([\d.]+)s.*?traces accepted=\d+ exported=(\d+) dropped=(\d+)(?: \(([^)]*)\))?"
 )
 
 

@@ -159,15 +159,25 @@ def _start(model: str, worker) -> None:
 
 
 def _adopt_gunicorn_log_handlers(glogger) -> None:
-    """Route our own messages (exit summary, warnings) to Gunicorn's error log."""
-    ours = logging.getLogger("gunicorn_otel")
+    """Route our messages and the SDK's export warnings to Gunicorn's error log.
+
+    Ours (exit summary, warnings) would otherwise go nowhere: workers configure
+    no root handler.  The SDK's ("Failed to export ...") used to reach stderr
+    through logging's last-resort handler, but once the log bridge puts a
+    handler on the root logger that fallback is gone, and the bridge itself
+    must not forward them (a failing export would feed itself).
+    """
     error_log = getattr(glogger, "error_log", None)
-    if error_log is None or ours.handlers:
+    if error_log is None:
         return
-    for handler in error_log.handlers:
-        ours.addHandler(handler)
-    ours.setLevel(logging.INFO)
-    ours.propagate = False
+    for name, level in (("gunicorn_otel", logging.INFO), ("opentelemetry", logging.WARNING)):
+        target = logging.getLogger(name)
+        if target.handlers:
+            continue
+        for handler in error_log.handlers:
+            target.addHandler(handler)
+        target.setLevel(level)
+        target.propagate = False
 
 
 def _restore_worker_exit_on_sigterm() -> None:

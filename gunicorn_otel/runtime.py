@@ -216,7 +216,15 @@ class Runtime:
                 return lambda: provider.shutdown(timeout_millis=_millis_until(deadline))
             return provider.shutdown
 
-        done = bounded.run_all({name: stop(p) for name, p in self._providers().items()}, deadline)
+        # Spans and logs first, metrics last: the final metric collection then
+        # reports this worker's complete export counts (gunicorn_otel.exported).
+        # Metrics keep a slice of the budget so they are not starved.
+        providers = self._providers()
+        meter = providers.pop(METRICS, None)
+        reserve = min(0.5, 0.1 * self.settings.shutdown_timeout) if meter is not None else 0.0
+        done = bounded.run_all({name: stop(p) for name, p in providers.items()}, deadline - reserve)
+        if meter is not None:
+            done.update(bounded.run_all({METRICS: stop(meter)}, deadline))
         for signal, finished in done.items():
             if not finished:
                 self._abandon(signal)

@@ -85,12 +85,14 @@ class ExportStats:
         return out
 
     def summary(self) -> str:
-        """One line, e.g. ``traces exported=10 dropped=2 (queue_full=2); ...``."""
+        """One line, e.g. ``traces accepted=12 exported=10 dropped=2 (queue_full=2); ...``."""
         parts = []
         for signal, counts in self.snapshot().items():
             dropped = counts["dropped"]
             total = sum(dropped.values())
             reasons = ", ".join(f"{r}={n}" for r, n in dropped.items() if n)
             detail = f" ({reasons})" if reasons else ""
-            parts.append(f"{signal} exported={counts['exported']} dropped={total}{detail}")
+            # Metric points are counted when exported, so "accepted" exists only for spans and logs.
+            accepted = "" if signal == METRICS else f"accepted={counts['accepted']} "
+            parts.append(f"{signal} {accepted}exported={counts['exported']} dropped={total}{detail}")
         return "; ".join(parts)
