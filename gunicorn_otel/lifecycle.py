@@ -96,6 +96,10 @@ def post_worker_init(worker) -> None:
     from gunicorn_otel import runtime
 
     current = runtime.current()
+    if current is not None and current.started and _settings().wrap_app:
+        from gunicorn_otel.app_wrapping import wrap_loaded_app
+
+        wrap_loaded_app(worker)
     log.info(
         "gunicorn-otel: worker %s ready (%s worker, %s)",
         os.getpid(),
