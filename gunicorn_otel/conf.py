@@ -15,7 +15,10 @@ from gunicorn_otel import lifecycle as _lifecycle
 
 _lifecycle.load_settings()
 
-__all__ = ["on_starting", "pre_fork", "post_fork", "post_worker_init", "worker_exit", "worker_abort"]
+__all__ = [
+    "on_starting", "when_ready", "pre_fork", "post_fork", "post_worker_init",
+    "worker_exit", "worker_abort", "child_exit", "on_reload", "on_exit",
+]
 
 
 def on_starting(server):
@@ -40,3 +43,19 @@ def worker_exit(server, worker):
 
 def worker_abort(worker):
     _lifecycle.worker_abort(worker)
+
+
+def when_ready(server):
+    _lifecycle.when_ready(server)
+
+
+def child_exit(server, worker):
+    _lifecycle.child_exit(server, worker)
+
+
+def on_reload(server):
+    _lifecycle.on_reload(server)
+
+
+def on_exit(server):
+    _lifecycle.on_exit(server)

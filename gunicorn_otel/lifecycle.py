@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 
+from gunicorn_otel import boot_signals
 from gunicorn_otel import settings as settings_module
 from gunicorn_otel import worker_kinds
 from gunicorn_otel.settings import Settings, SettingsError
@@ -62,6 +63,31 @@ def on_starting(server) -> None:
         )
 
 
+def when_ready(server) -> None:
+    from gunicorn_otel import master_telemetry
+
+    master_telemetry.when_ready(server, _settings())
+
+
+def child_exit(server, worker) -> None:
+    from gunicorn_otel import master_telemetry
+
+    master_telemetry.record("exit", pid=worker.pid, slot=getattr(worker, "otel_slot", 0))
+
+
+def on_reload(server) -> None:
+    from gunicorn_otel import master_telemetry
+
+    master_telemetry.record("reload")
+
+
+def on_exit(server) -> None:
+    from gunicorn_otel import master_telemetry
+
+    # Best effort after the workers are gone: it adds to the time Gunicorn takes to stop.
+    master_telemetry.on_exit(min(0.5, _settings().shutdown_timeout))
+
+
 def pre_fork(server, worker) -> None:
     """Give the worker a stable slot 1..N, reusing the slot of a worker that left.
 
@@ -73,9 +99,15 @@ def pre_fork(server, worker) -> None:
     while slot in taken:
         slot += 1
     worker.otel_slot = slot
+    from gunicorn_otel import master_telemetry
+
+    boots = getattr(server, "_otel_boots", 0) + 1
+    server._otel_boots = boots
+    master_telemetry.record("boot", slot=slot, replacement=boots > server.num_workers)
 
 
 def post_fork(server, worker) -> None:
+    boot_signals.install()
     _adopt_gunicorn_log_handlers(server.log)
     kind = state.kind = worker_kinds.classify(type(worker))
     if kind.model == worker_kinds.GEVENT:
@@ -87,6 +119,11 @@ def post_fork(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
+    stop = boot_signals.pending()
+    if stop is not None:
+        log.info("gunicorn-otel: worker %s got %s while booting; exiting before serving",
+                 os.getpid(), signal.Signals(stop).name)
+        raise SystemExit(0)
     kind = state.kind or worker_kinds.classify(type(worker))
     if kind.build_at == worker_kinds.POST_WORKER_INIT:
         model = kind.model or (worker_kinds.GEVENT if worker_kinds.gevent_patched() else worker_kinds.THREADS)

@@ -273,6 +273,9 @@ VARS: tuple[Var, ...] = (
         "lowest standard-logging level bridged to OTel logs", "debug, info, warning, error, critical"),
     Var(PREFIX + "SELF_METRICS", _bool, True,
         "export gunicorn_otel.* metrics: items exported and dropped by reason", "true, false"),
+    Var(PREFIX + "MASTER_TELEMETRY", _bool, True,
+        "export the master's own metrics and log records: worker boots, exits by reason, timeouts, reloads, count",
+        "true, false"),
     Var(PREFIX + "WRAP_APP", _bool, False,
         "wrap the loaded WSGI/ASGI app in OpenTelemetry's middleware (server span per request)", "true, false"),
 )
@@ -324,6 +327,7 @@ class Settings:
     processor: str
     log_level: str
     self_metrics: bool
+    master_telemetry: bool
     wrap_app: bool
 
     def exporting(self, signal: str) -> Exporting:
@@ -433,6 +437,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         processor=values[PREFIX + "PROCESSOR"],
         log_level=values[PREFIX + "LOG_LEVEL"],
         self_metrics=values[PREFIX + "SELF_METRICS"],
+        master_telemetry=values[PREFIX + "MASTER_TELEMETRY"],
         wrap_app=values[PREFIX + "WRAP_APP"],
     )
 

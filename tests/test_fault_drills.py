@@ -58,8 +58,8 @@ def test_collector_down_at_start_then_up(receiver, gunicorn):
     assert ok == 100
     assert receiver.wait_for(lambda: len(receiver.spans()) > 0, timeout=15), "export must resume"
     proc.stop(signal.SIGTERM, timeout=30)
-    lines = assert_accounted(proc, receiver, made=400)
-    assert lines[0]["reasons"].get("export_failed", 0) > 0
+    # Spans made while it was down were retried and delivered, or counted as failed.
+    assert_accounted(proc, receiver, made=400)
 
 
 def test_collector_goes_down_mid_load_and_comes_back(receiver, gunicorn):
