@@ -43,10 +43,32 @@ def _console(signal: str):
     return ConsoleLogRecordExporter()
 
 
+def _session():
+    """A requests session that keeps the CA bundle it was given.
+
+    The SDK sets ``session.verify`` to ``OTEL_EXPORTER_OTLP_CERTIFICATE``, but
+    requests replaces a session's ``verify`` with ``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE`` from the environment on every request, so wherever those
+    are set (many container images) the collector's CA was silently ignored and
+    every export failed verification.  Proxies from the environment still apply.
+    """
+    import requests
+
+    class _KeepVerify(requests.Session):
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if isinstance(self.verify, str) and verify in (None, True):
+                settings["verify"] = self.verify
+            return settings
+
+    return _KeepVerify()
+
+
 def _http(signal: str, options: Exporting):
     from opentelemetry.exporter.otlp.proto.http import Compression
 
     kwargs = dict(
+        session=_session(),
         endpoint=options.endpoint,
         headers=dict(options.headers),
         timeout=options.timeout,

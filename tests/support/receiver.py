@@ -204,9 +204,12 @@ class OTLPReceiver:
 
     MODES = ("ok", "slow", "unavailable", "error", "blackhole", "down")
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, tls: dict | None = None) -> None:
+        """``tls``: {"cert": path, "key": path, "client_ca": path or None} serves https
+        (and requires a client certificate signed by ``client_ca`` when given)."""
         self.host = host
         self.port = port
+        self.tls = tls
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._mode = "ok"
@@ -231,6 +234,15 @@ class OTLPReceiver:
     def _listen(self) -> None:
         self._server = _Server((self.host, self.port), self)
         self.port = self._server.server_address[1]
+        if self.tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls["cert"], self.tls["key"])
+            if self.tls.get("client_ca"):
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(self.tls["client_ca"])
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
@@ -257,7 +269,7 @@ class OTLPReceiver:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     # -- fault modes -----------------------------------------------------
 
@@ -514,7 +526,20 @@ class OTLPGrpcReceiver(OTLPReceiver):
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self._grpc)
-        self.port = self._grpc.add_insecure_port(f"{self.host}:{self.port}")
+        address = f"{self.host}:{self.port}"
+        if self.tls:
+            def read(path):
+                with open(path, "rb") as f:
+                    return f.read()
+
+            credentials = grpc.ssl_server_credentials(
+                [(read(self.tls["key"]), read(self.tls["cert"]))],
+                root_certificates=read(self.tls["client_ca"]) if self.tls.get("client_ca") else None,
+                require_client_auth=bool(self.tls.get("client_ca")),
+            )
+            self.port = self._grpc.add_secure_port(address, credentials)
+        else:
+            self.port = self._grpc.add_insecure_port(address)
         self._grpc.start()
         return self
 
