@@ -25,7 +25,7 @@ class _QueueAccounting:
     The SDK's ``BatchProcessor.emit`` appends to a ``deque(maxlen=...)``; when it
     is full the oldest item is silently evicted and only an opt-in metric
     records it.  We look at the same deque (``_batch_processor._queue``, guarded
-    by ``tests/test_accounting.py``) just before the append.
+    by the accounting checks in ``tests/test_fault_drills.py``) just before the append.
     """
 
     def _init_accounting(self, signal: str, stats: ExportStats) -> None:

@@ -40,10 +40,6 @@ class SignalStats:
         self.exported = 0
         self.dropped = dict.fromkeys(REASONS, 0)
 
-    @property
-    def dropped_total(self) -> int:
-        return sum(self.dropped.values())
-
     def as_dict(self) -> dict:
         return {
             "exported": self.exported,

@@ -379,10 +379,6 @@ class OTLPReceiver:
     def metrics(self) -> list[ReceivedMetric]:
         return self._flatten("/v1/metrics", self._metrics, self._flatten_metrics)
 
-    def request_count(self, path: str) -> int:
-        with self._cond:
-            return self._requests.get(path, 0)
-
     def rejected_count(self, path: str) -> int:
         with self._cond:
             return self._rejected.get(path, 0)
