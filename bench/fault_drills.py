@@ -34,6 +34,25 @@ SUMMARY = re.compile(r"traces accepted=(\d+) exported=(\d+) dropped=(\d+)(?: \((
 BOUND = 3.0
 
 
+def _sample_rss(proc, seconds: float) -> tuple[int, int]:
+    """(first, peak) of the live workers' largest RSS in KiB, sampled every 0.5 s for ``seconds``."""
+    first = peak = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sizes = []
+        for pid in proc.live_worker_pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    sizes += [int(line.split()[1]) for line in f if line.startswith("VmRSS:")]
+            except FileNotFoundError:
+                pass
+        current = max(sizes, default=0)
+        first = first or current
+        peak = max(peak, current)
+        time.sleep(0.5)
+    return first, peak
+
+
 def _kill_one(proc, receiver):
     os.kill(proc.live_worker_pids()[0], signal.SIGKILL)
 
@@ -85,9 +104,11 @@ def run(name, before, midway, extra_args, worker_class, lossy, args, workdir) ->
             proc.start()
             wrk = subprocess.Popen(["wrk", "-t1", "-c20", f"-d{args.seconds}s", proc.base_url + "/"],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            time.sleep(args.seconds / 2)
+            rss_first, rss_peak = _sample_rss(proc, args.seconds / 2)
             if midway:
                 midway(proc, receiver)
+            _, rss_after = _sample_rss(proc, args.seconds / 2 + 1)
+            rss_peak = max(rss_peak, rss_after)
             out, _ = wrk.communicate(timeout=args.seconds + 60)
             stop = proc.stop(signal.SIGTERM, timeout=90)
             log = proc.log_text()
@@ -112,7 +133,8 @@ def run(name, before, midway, extra_args, worker_class, lossy, args, workdir) ->
         and stop.elapsed < BOUND + 3
     )
     return {"name": name, "served": served, "accepted": accepted, "exported": exported, "received": received,
-            "dropped": dropped, "reasons": reasons, "exit": stop.elapsed, "workers": len(lines), "ok": ok}
+            "dropped": dropped, "reasons": reasons, "exit": stop.elapsed, "workers": len(lines), "ok": ok,
+            "rss": (rss_first / 1024, rss_peak / 1024)}
 
 
 def main() -> int:
@@ -127,13 +149,13 @@ def main() -> int:
     rows = [run(*drill, args, workdir) for drill in DRILLS]
     print(f"`python bench/fault_drills.py --seconds {args.seconds} --worker-class {args.worker_class}` "
           f"(2 workers, wrk -c20, spans 2/request, shutdown bound {BOUND:g} s)\n")
-    print("| drill | requests served | spans made | exported = received | dropped (reasons) | workers that exited | Gunicorn stop s | accounted |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| drill | requests served | spans made | exported = received | dropped (reasons) | workers that exited | worker RSS MiB (first, peak) | Gunicorn stop s | accounted |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         reasons = ", ".join(f"{k} {v:,}" for k, v in r["reasons"].items()) or "none"
         same = "=" if r["exported"] == r["received"] else "<"
         print(f"| {r['name']} | {r['served']:,} | {r['accepted']:,} | {r['exported']:,} {same} {r['received']:,} | "
-              f"{r['dropped']:,} ({reasons}) | {r['workers']} | {r['exit']:.1f} | {'yes' if r['ok'] else 'NO'} |")
+              f"{r['dropped']:,} ({reasons}) | {r['workers']} | {r['rss'][0]:.0f}, {r['rss'][1]:.0f} | {r['exit']:.1f} | {'yes' if r['ok'] else 'NO'} |")
     return 0 if all(r["ok"] for r in rows) else 1
 
 
