@@ -53,69 +53,51 @@ def attributes(key_values) -> dict:
 
 
 @dataclass
-class ReceivedSpan:
+class _Received:
+    """One received item: its resource's attributes, its scope's name and the proto itself."""
+
     resource: dict
     scope: str
-    span: Any
+    proto: Any
 
     @property
+    def attributes(self) -> dict:
+        return attributes(self.proto.attributes)
+
+    @property
+    def trace_id(self) -> str:
+        return self.proto.trace_id.hex()
+
+    @property
+    def span_id(self) -> str:
+        return self.proto.span_id.hex()
+
+
+class ReceivedSpan(_Received):
+    @property
     def name(self) -> str:
-        return self.span.name
+        return self.proto.name
 
     @property
     def kind(self) -> int:
-        return self.span.kind
-
-    @property
-    def attributes(self) -> dict:
-        return attributes(self.span.attributes)
-
-    @property
-    def trace_id(self) -> str:
-        return self.span.trace_id.hex()
-
-    @property
-    def span_id(self) -> str:
-        return self.span.span_id.hex()
+        return self.proto.kind
 
 
-@dataclass
-class ReceivedLog:
-    resource: dict
-    scope: str
-    record: Any
-
+class ReceivedLog(_Received):
     @property
     def body(self) -> str:
-        value = any_value(self.record.body)
+        value = any_value(self.proto.body)
         return value if isinstance(value, str) else repr(value)
 
-    @property
-    def attributes(self) -> dict:
-        return attributes(self.record.attributes)
 
-    @property
-    def trace_id(self) -> str:
-        return self.record.trace_id.hex()
-
-    @property
-    def span_id(self) -> str:
-        return self.record.span_id.hex()
-
-
-@dataclass
-class ReceivedMetric:
-    resource: dict
-    scope: str
-    metric: Any
-
+class ReceivedMetric(_Received):
     @property
     def name(self) -> str:
-        return self.metric.name
+        return self.proto.name
 
     def data_points(self) -> list:
-        kind = self.metric.WhichOneof("data")
-        return list(getattr(self.metric, kind).data_points) if kind else []
+        kind = self.proto.WhichOneof("data")
+        return list(getattr(self.proto, kind).data_points) if kind else []
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
