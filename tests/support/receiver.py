@@ -100,6 +100,29 @@ class ReceivedMetric(_Received):
         return list(getattr(self.proto, kind).data_points) if kind else []
 
 
+# path -> (resource list, scope list, item list field names, item class)
+_LAYOUT = {
+    "/v1/traces": ("resource_spans", "scope_spans", "spans", ReceivedSpan),
+    "/v1/logs": ("resource_logs", "scope_logs", "log_records", ReceivedLog),
+    "/v1/metrics": ("resource_metrics", "scope_metrics", "metrics", ReceivedMetric),
+}
+
+
+def _items(path: str):
+    """A function turning one decoded request for ``path`` into received items."""
+    resources_field, scopes_field, items_field, cls = _LAYOUT[path]
+
+    def flatten(request) -> list:
+        items = []
+        for resource_group in getattr(request, resources_field):
+            resource = attributes(resource_group.resource.attributes)
+            for scope_group in getattr(resource_group, scopes_field):
+                items += [cls(resource, scope_group.scope.name, item) for item in getattr(scope_group, items_field)]
+        return items
+
+    return flatten
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -319,35 +342,8 @@ class OTLPReceiver:
                 target.extend(flatten(request))
             return list(target)
 
-    @staticmethod
-    def _flatten_spans(request) -> list:
-        items = []
-        for rs in request.resource_spans:
-            res = attributes(rs.resource.attributes)
-            for ss in rs.scope_spans:
-                items += [ReceivedSpan(res, ss.scope.name, span) for span in ss.spans]
-        return items
-
-    @staticmethod
-    def _flatten_logs(request) -> list:
-        items = []
-        for rl in request.resource_logs:
-            res = attributes(rl.resource.attributes)
-            for sl in rl.scope_logs:
-                items += [ReceivedLog(res, sl.scope.name, rec) for rec in sl.log_records]
-        return items
-
-    @staticmethod
-    def _flatten_metrics(request) -> list:
-        items = []
-        for rm in request.resource_metrics:
-            res = attributes(rm.resource.attributes)
-            for sm in rm.scope_metrics:
-                items += [ReceivedMetric(res, sm.scope.name, m) for m in sm.metrics]
-        return items
-
     def spans(self) -> list[ReceivedSpan]:
-        return self._flatten("/v1/traces", self._spans, self._flatten_spans)
+        return self._flatten("/v1/traces", self._spans, _items("/v1/traces"))
 
     def span_count(self) -> int:
         """Cheap count without building objects (for load tests)."""
@@ -356,10 +352,10 @@ class OTLPReceiver:
                        for rs in r.resource_spans for ss in rs.scope_spans)
 
     def log_records(self) -> list[ReceivedLog]:
-        return self._flatten("/v1/logs", self._logs, self._flatten_logs)
+        return self._flatten("/v1/logs", self._logs, _items("/v1/logs"))
 
     def metrics(self) -> list[ReceivedMetric]:
-        return self._flatten("/v1/metrics", self._metrics, self._flatten_metrics)
+        return self._flatten("/v1/metrics", self._metrics, _items("/v1/metrics"))
 
     def rejected_count(self, path: str) -> int:
         with self._cond:
