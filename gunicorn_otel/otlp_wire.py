@@ -27,21 +27,23 @@ field.  Fields written (``opentelemetry/proto``, field numbers):
   attributes=9, dropped_attributes_count=10, events=11,
   dropped_events_count=12, links=13, dropped_links_count=14, status=15 (always:
   an UNSET status is an empty message), flags=16 (0x100 "has is-remote", plus
-  0x200 when the parent is remote)
+  0x200 when the parent is remote; the official encoder leaves the low byte,
+  the W3C trace flags, at 0 even for sampled spans, so we do too)
 * Span.Event: time_unix_nano=1, name=2, attributes=3, dropped_attributes_count=4
 * Span.Link: trace_id=1, span_id=2, attributes=4, dropped_attributes_count=5,
   flags=6 (as Span.flags, for the linked context).  The official encoder
   writes no link trace_state (field 3), so neither do we.
 * Status: message=2, code=3
-* KeyValue: key=1, value=2 (always, empty for None).  AnyValue: string=1,
-  bool=2, int=3 (int64: negatives as 10-byte varints, out of range is an
-  error), double=4, array=5 (ArrayValue.values=1), kvlist=6
+* KeyValue: key=1 (not for ""), value=2 (always, empty for None).
+  AnyValue: string=1, bool=2, int=3 (int64: negatives as 10-byte varints, out
+  of range is an error), double=4, array=5 (ArrayValue.values=1), kvlist=6
   (KeyValueList.values=1), bytes=7.  An attribute whose value cannot be
   encoded is logged and left out, as the official encoder does.
 
 Proto3 default values (0, "", empty bytes, None) are not written, except
 inside AnyValue, whose ``oneof`` records presence (so ``0``, ``""``, ``False``
-and ``0.0`` are written there).
+and ``0.0`` are written there).  String fields take what protobuf takes: str,
+or bytes holding UTF-8 (``_str_field``).
 
 Speed: the hot path reads the SDK's private fields (``ReadableSpan._context``,
 ``._attributes``, ``._events``..., ``BoundedAttributes._dict``,
@@ -106,8 +108,26 @@ def _len_field(tag: bytes, payload: bytes) -> bytes:
     return tag + _varint(len(payload)) + payload
 
 
-def _str_field(tag: bytes, text: str) -> bytes:
-    return _len_field(tag, text.encode("utf-8"))
+def _str_field(tag: bytes, text) -> bytes:
+    """A proto3 ``string`` field, or b"" for "" and None (the default, not written).
+
+    Takes what protobuf's ``string`` fields take: a str, or bytes holding UTF-8
+    (``KeyValue(key=b"k")`` is accepted and sent as "k"); anything else raises,
+    as protobuf does, so the caller's error handling matches the official one.
+    """
+    if text.__class__ is not str:
+        text = _text(text)
+    return _len_field(tag, text.encode("utf-8")) if text else b""
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")  # invalid UTF-8 raises, as in protobuf
+    raise TypeError(f"bad argument type for a string field: {type(value).__name__}")
 
 
 def _flags(tag: bytes, is_remote: bool) -> bytes:
@@ -133,8 +153,8 @@ def _any_value(value) -> bytes:
         return b""
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
-    if isinstance(value, str):
-        return _str_field(b"\x0a", value)
+    if isinstance(value, str):  # written even when "": a oneof member records presence
+        return _len_field(b"\x0a", value.encode("utf-8"))
     if isinstance(value, int):
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise ValueError(f"Value out of range: {value}")
@@ -152,7 +172,7 @@ def _any_value(value) -> bytes:
 
 
 def _key_value(key: str, value) -> bytes:
-    """The body of a KeyValue; the value field is written even when empty."""
+    """The body of a KeyValue: no key field for "" (or None); the value field even when empty."""
     return _str_field(b"\x0a", key) + _len_field(b"\x12", _any_value(value))
 
 
@@ -174,9 +194,11 @@ def _remember(cache: dict, key, encoded: bytes) -> bytes:
 
 
 # Encoded KeyValues (length prefix + body, no tag: the tag depends on the parent
-# message) for (key, value) pairs whose value is exactly a str or an int.  Those
-# two types never compare equal to each other, so the pair is a safe key; bool
-# (1 == True) and float (0.0 == -0.0) are kept out.
+# message) for (key, value) pairs whose key is exactly a str and whose value is
+# exactly a str or an int.  Those never compare equal across types, so the pair
+# is a safe key; bool (1 == True), float (0.0 == -0.0), bytes keys (b"k" and "k"
+# encode alike but are distinct) and keys of other types (maybe unhashable, from
+# a custom Mapping) are kept out.
 _kv_cache: dict = {}
 
 
@@ -200,7 +222,7 @@ def _pairs(tag: bytes, items, out: list) -> None:
     cache = _kv_cache
     for key, value in items:
         cls = value.__class__
-        if cls is str or cls is int:
+        if (cls is str or cls is int) and key.__class__ is str:
             pair = (key, value)
             encoded = cache.get(pair)
             if encoded is None:
@@ -259,7 +281,7 @@ def _resource_parts(resource) -> tuple[bytes, bytes]:
     if resource.attributes:
         _attributes(b"\x0a", resource.attributes, body)
     prefix = _len_field(b"\x0a", b"".join(body))
-    suffix = _str_field(b"\x1a", resource.schema_url) if resource.schema_url else b""
+    suffix = _str_field(b"\x1a", resource.schema_url)
     return prefix, suffix
 
 
@@ -268,14 +290,12 @@ def _scope_parts(scope) -> tuple[bytes, bytes]:
     if scope is None:
         return b"\x0a\x00", b""
     body: list = []
-    if scope.name:
-        body.append(_str_field(b"\x0a", scope.name))
-    if scope.version:
-        body.append(_str_field(b"\x12", scope.version))
+    body.append(_str_field(b"\x0a", scope.name))
+    body.append(_str_field(b"\x12", scope.version))
     if scope.attributes:
         _attributes(b"\x1a", scope.attributes, body)
     prefix = _len_field(b"\x0a", b"".join(body))
-    suffix = _str_field(b"\x1a", scope.schema_url) if scope.schema_url else b""
+    suffix = _str_field(b"\x1a", scope.schema_url)
     return prefix, suffix
 
 
@@ -291,13 +311,13 @@ def _name_kind(name: str, kind) -> bytes:
         raise KeyError(f"unknown span kind {kind!r}")
     encoded = names.get(name)
     if encoded is None:
-        encoded = _remember(names, name, (_str_field(b"\x2a", name) if name else b"") + _KIND[id(kind)])
+        encoded = _remember(names, name, _str_field(b"\x2a", name) + _KIND[id(kind)])
     return encoded
 
 
 def _trace_state(trace_state) -> bytes:
     text = ",".join([f"{key}={value}" for key, value in trace_state.items()])
-    return _str_field(b"\x1a", text) if text else b""
+    return _str_field(b"\x1a", text)
 
 
 def _span(span) -> bytes:
@@ -383,8 +403,7 @@ def _event(event) -> bytes:
     parts = []
     if event.timestamp:
         parts.append(b"\x09" + _pack_fixed64(event.timestamp))
-    if event.name:
-        parts.append(_str_field(b"\x12", event.name))
+    parts.append(_str_field(b"\x12", event.name))
     attributes = event.attributes
     if attributes:
         _attributes(b"\x1a", attributes, parts)
