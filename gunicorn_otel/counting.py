@@ -34,6 +34,9 @@ class CountingExporter:
         self.signal = signal
         self.stats = stats
         self._shut = False
+        # A processor may encode each span as it ends if the exporter can
+        # (``FastOTLPSpanExporter.prepare_span``); it must see through us.
+        self.prepare_span = getattr(inner, "prepare_span", None)
 
     def export(self, batch):
         try:

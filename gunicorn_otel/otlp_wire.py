@@ -7,7 +7,7 @@ about 20 us per span, as much as making the span.  In a gevent worker that
 cost is paid on the hub between requests and decides throughput
 (``shared/research/perf-notes.md``).  Writing the protobuf wire format
 directly, and reusing the bytes of what repeats (resources, scopes, span names,
-attribute pairs), costs about 3 us instead (``bench/encode_bench.py``: 8x).
+attribute pairs), costs about 3.5 us instead (``bench/encode_bench.py``: 6x).
 
 Contract: ``encode_spans(spans)`` returns exactly the bytes of
 ``official_encode_spans(spans).SerializeToString()`` for
@@ -15,7 +15,10 @@ opentelemetry-exporter-otlp-proto-common 1.45: same grouping (by ``Resource``
 equality, then by ``InstrumentationScope`` equality, in first-seen order), same
 fields, same omissions, fields in field-number order as protobuf writes them.
 ``tests/test_otlp_wire.py`` checks it byte for byte on spans exercising every
-field.  Fields written (``opentelemetry/proto``, field numbers):
+field.  A span may also be encoded on its own when it ends (``encode_span``)
+and handed to ``encode_spans`` later in its place: the batch bytes are the same,
+and the queue in between holds bytes instead of span objects (``EncodedSpan``).
+Fields written (``opentelemetry/proto``, field numbers):
 
 * ExportTraceServiceRequest: resource_spans=1
 * ResourceSpans: resource=1 (always, even empty), scope_spans=2, schema_url=3
@@ -51,8 +54,8 @@ Speed: the hot path reads the SDK's private fields (``ReadableSpan._context``,
 because the public properties copy events and links into tuples, wrap
 attributes in a proxy, and cost a Python call each; together that was a third
 of the time.  It does so only for span classes that do not override those
-properties (``_is_fast``); any other span object sends the whole batch to the
-official encoder, so the output is still right, just not faster.  The tests
+properties (``_is_fast``); any other span object is encoded by the official
+encoder's per-span function, so the output is still right, just not faster.  The tests
 compare bytes on real SDK spans, so an SDK change that breaks a private field
 fails them.
 """
@@ -69,7 +72,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
-__all__ = ["encode_spans"]
+__all__ = ["EncodedSpan", "encode_span", "encode_spans"]
 
 log = logging.getLogger("gunicorn_otel")
 
@@ -194,11 +197,11 @@ def _remember(cache: dict, key, encoded: bytes) -> bytes:
 
 
 # Encoded KeyValues (length prefix + body, no tag: the tag depends on the parent
-# message) for (key, value) pairs whose key is exactly a str and whose value is
-# exactly a str or an int.  Those never compare equal across types, so the pair
-# is a safe key; bool (1 == True), float (0.0 == -0.0), bytes keys (b"k" and "k"
-# encode alike but are distinct) and keys of other types (maybe unhashable, from
-# a custom Mapping) are kept out.
+# message) for pairs whose key is exactly a str and whose value is exactly a
+# str, an int or a bool, keyed by (key, value, type of value): the type keeps
+# 1 and True (equal, same hash) apart.  Float (0.0 == -0.0, NaN != NaN), bytes
+# keys (b"k" and "k" encode alike but are distinct) and keys of other types
+# (maybe unhashable, from a custom Mapping) are kept out.
 _kv_cache: dict = {}
 
 
@@ -222,8 +225,8 @@ def _pairs(tag: bytes, items, out: list) -> None:
     cache = _kv_cache
     for key, value in items:
         cls = value.__class__
-        if (cls is str or cls is int) and key.__class__ is str:
-            pair = (key, value)
+        if (cls is str or cls is int or cls is bool) and key.__class__ is str:
+            pair = (key, value, cls)
             encoded = cache.get(pair)
             if encoded is None:
                 encoded = _encoded_pair(key, value)
@@ -465,37 +468,76 @@ def _is_fast(cls) -> bool:
     return fast
 
 
-def _official(spans) -> bytes:
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as official_encode_spans
+def _official_span(span) -> bytes:
+    """One Span message from the official encoder, for span objects ``_span`` must not read."""
+    from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import _encode_span
 
-    return official_encode_spans(spans).SerializeToString()
+    return _encode_span(span).SerializeToString()
 
 
-def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
-    """Serialized ``ExportTraceServiceRequest`` for ``spans`` (same bytes as the official encoder)."""
+class EncodedSpan:
+    """One ended span, already encoded: what a batch queue holds instead of the span.
+
+    A queued ``ReadableSpan`` keeps a dozen garbage-collected objects alive
+    (attributes, events, links, context, status, locks) until its batch is
+    exported; thousands of them in a queue kept the cyclic GC running, which
+    cost more than encoding itself (``bench/queue_gc_bench.py``,
+    docs/gevent.md).  This holds one bytes object, which the GC never scans,
+    plus the resource and scope it is grouped by, which every span shares.
+    """
+
+    __slots__ = ("resource", "scope", "body")
+
+    def __init__(self, resource, scope, body: bytes) -> None:
+        self.resource = resource
+        self.scope = scope
+        self.body = body
+
+
+def encode_span(span: ReadableSpan) -> EncodedSpan:
+    """Encode one ended span now, so the queue need not keep it (see ``EncodedSpan``).
+
+    ``encode_spans`` takes the result in place of the span and writes exactly
+    the bytes it would have written for the span itself.
+    """
+    return EncodedSpan(*_span_parts(span))
+
+
+def _span_parts(span) -> tuple:
+    """(resource, scope, Span message body): what a batch groups one span by, and its bytes."""
+    if _is_fast(span.__class__):
+        try:
+            return span._resource, span._instrumentation_scope or None, _span(span)
+        except Exception:  # noqa: BLE001 - whatever the official encoder makes of it, it makes here
+            pass
+    return span.resource, span.instrumentation_scope or None, _official_span(span)
+
+
+def encode_spans(spans: Sequence) -> bytes:
+    """Serialized ``ExportTraceServiceRequest`` for ``spans`` (same bytes as the official encoder).
+
+    Each item is a ``ReadableSpan`` or the ``EncodedSpan`` that ``encode_span``
+    made of one.
+    """
     # {Resource: {scope: [span fields]}}: a dict keyed by the objects themselves,
     # as the official encoder groups (equal resources or scopes merge, first-seen
     # order).  Resource.__hash__ dumps its attributes to JSON, so each (resource,
     # scope) pair of objects is looked up once per batch, then by identity.
-    if not isinstance(spans, (list, tuple)):
-        spans = list(spans)  # iterated again if the batch goes to the official encoder
     groups: dict = {}
     by_identity: dict = {}
-    last_class = last_resource = last_scope = last_list = None
-    for span in spans:
-        if span.__class__ is not last_class:
-            if not _is_fast(span.__class__):
-                return _official(spans)
-            last_class = span.__class__
-        resource, scope = span._resource, span._instrumentation_scope
+    last_resource = last_scope = last_list = None
+    for item in spans:
+        if item.__class__ is EncodedSpan:
+            resource, scope, body = item.resource, item.scope, item.body
+        else:
+            resource, scope, body = _span_parts(item)
         if resource is not last_resource or scope is not last_scope or last_list is None:
             key = (id(resource), id(scope))
             last_list = by_identity.get(key)
             if last_list is None:
                 scopes = groups.setdefault(resource, {})
-                last_list = by_identity[key] = scopes.setdefault(scope or None, [])
+                last_list = by_identity[key] = scopes.setdefault(scope, [])
             last_resource, last_scope = resource, scope
-        body = _span(span)
         last_list.append(b"\x12" + _varint(len(body)))  # ScopeSpans.spans (2)
         last_list.append(body)
 

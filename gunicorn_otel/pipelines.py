@@ -93,7 +93,8 @@ def span_processor(kind: str, exporter, stats: ExportStats, bsp: tuple, shutdown
 
         return GreenletSpanProcessor(
             GreenletBatcher(exporter, signal=TRACES, stats=stats, schedule_delay=delay,
-                            max_export_batch_size=batch, max_queue_size=queue),
+                            max_export_batch_size=batch, max_queue_size=queue,
+                            prepare=getattr(exporter, "prepare_span", None)),
             shutdown_timeout=shutdown_timeout,
         )
     if kind == "simple":
@@ -106,11 +107,11 @@ def span_processor(kind: str, exporter, stats: ExportStats, bsp: tuple, shutdown
 def log_processor(kind: str, exporter, stats: ExportStats, blrp: tuple, shutdown_timeout: float):
     delay, queue, batch = blrp
     if kind == "gevent":
-        from gunicorn_otel.greenlet_batch import GreenletBatcher, GreenletLogRecordProcessor
+        from gunicorn_otel.greenlet_batch import GreenletBatcher, GreenletLogRecordProcessor, detached_log_record
 
         return GreenletLogRecordProcessor(
             GreenletBatcher(exporter, signal=LOGS, stats=stats, schedule_delay=delay,
-                            max_export_batch_size=batch, max_queue_size=queue),
+                            max_export_batch_size=batch, max_queue_size=queue, prepare=detached_log_record),
             shutdown_timeout=shutdown_timeout,
         )
     if kind == "simple":

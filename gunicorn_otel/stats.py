@@ -12,6 +12,7 @@ safe to share between native threads, and between greenlets after patching.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 
@@ -62,6 +63,10 @@ class ExportStats:
         counter = self._accepted[signal]
         for _ in range(count):
             next(counter)
+
+    def acceptor(self, signal: str):
+        """A no-argument callable counting one accepted item, for a processor's hot path."""
+        return functools.partial(next, self._accepted[signal])
 
     def exported(self, signal: str, count: int) -> None:
         with self._lock:

@@ -35,6 +35,20 @@ def test_every_span_delivered_clean_log_no_native_threads(worker_class, preload,
     assert log.count("dropped=0") == 2 * 3, log  # every signal of both workers
 
 
+def test_a_span_no_encoder_can_write_costs_that_span_only(receiver, gunicorn):
+    # Spans are encoded as they end, on the request greenlet: a failure there
+    # must neither fail the request nor take the rest of the batch with it.
+    proc = gunicorn("wsgi_app:app", worker_class="gevent", workers=1, env=otel_env(receiver.endpoint))
+    assert proc.get("/?spans=3") == (200, b"ok")
+    assert proc.get("/unencodable") == (200, b"ok")
+    assert proc.get("/?spans=3") == (200, b"ok")
+    proc.stop(signal.SIGTERM, timeout=30)
+    assert len([s for s in receiver.spans() if s.name == "work"]) == 6
+    log = proc.log_text()
+    assert "a traces item could not be encoded; dropped" in log, log
+    assert "traces accepted=7 exported=6 dropped=1 (export_failed=1)" in log, log
+
+
 def test_exit_is_bounded_against_a_black_hole(gunicorn):
     bound = 2.0
     with blackhole() as hole:

@@ -57,6 +57,11 @@ def app(environ, start_response):
         with tracer.start_as_current_span("slept"):
             pass
         return _reply(start_response, b"ok")
+    if path == "/unencodable":
+        # The SDK accepts any name; neither OTLP encoder can write a non-string one.
+        with tracer.start_as_current_span(123):
+            pass
+        return _reply(start_response, b"ok")
     if path == "/":
         for i in range(int(query.get("spans", [DEFAULT_SPANS])[0])):
             with tracer.start_as_current_span("work") as span:

@@ -198,6 +198,13 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request, client_address) -> None:
+        # A connection that "down" mode cut, or whose client gave up, is part
+        # of the scenario; socketserver would print a traceback for each.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
     def drop_connections(self) -> None:
         for conn in list(self.connections):
             with contextlib.suppress(OSError):
