@@ -1,87 +1,154 @@
 """``otel_lifespan``: one telemetry owner per process for FastAPI apps.
 
-Under Gunicorn with ``gunicorn_otel.conf`` the worker's runtime already exists
-(built in ``post_fork``) and the lifespan only reuses and flushes it.  Anywhere
-else (plain ``uvicorn``, ``fastapi run``, Gunicorn without our config, test
-suites) the lifespan starts the runtime from the environment.
+Two situations, told apart by whether ``gunicorn_otel.conf`` was loaded
+(importing it calls ``lifecycle.load_settings()`` in the Gunicorn master, and
+every worker inherits that state):
 
-Facts this relies on:
+* **Hosted** (Gunicorn with ``-c python:gunicorn_otel.conf``): the hooks own
+  the runtime.  It was built in ``post_fork``, before the app was loaded, and
+  ``worker_exit`` shuts it down once, bounded by ``GUNICORN_OTEL_SHUTDOWN_TIMEOUT``.
+  The lifespan reuses it and never builds one, and it does not flush at exit:
+  ``worker_exit`` always follows the lifespan shutdown (Gunicorn's asgi worker
+  calls it after the lifespan; for ``UvicornWorker`` our config restores it,
+  see ``lifecycle._restore_worker_exit_on_sigterm``), and a second flush here
+  would spend the exit budget twice against a collector that does not answer.
+* **Standalone** (plain ``uvicorn``, ``fastapi run``, Gunicorn without our
+  config, test suites): the lifespan starts the runtime from the environment
+  on first use.  The OpenTelemetry API sets each global provider once per
+  process, so a runtime cannot be rebuilt after it is shut down: it lives as
+  long as the process.  Each lifespan exit flushes it (bounded); one bounded
+  shutdown runs at interpreter exit.  ``with TestClient(app)`` in a loop, or
+  many app instances, reuse it and start no new export thread.
+  Under ``UvicornWorker`` without our config the lifespan flush is the last
+  chance: uvicorn then re-raises SIGTERM with the default action, and neither
+  ``worker_exit`` nor atexit runs (``shared/research/gunicorn-lifecycle.md`` 2.1).
 
-* The OpenTelemetry API sets each global provider once per process, so a
-  runtime can't be rebuilt after it is shut down.  The standalone runtime
-  therefore lives as long as the process: each lifespan exit flushes it
-  (bounded), and one bounded shutdown runs at interpreter exit.  ``with
-  TestClient(app)`` in a loop, or many app instances, reuse it: no new export
-  threads.
-* ``uvicorn_worker.UvicornWorker`` runs the lifespan shutdown on SIGTERM and
-  then re-raises the signal with the default action: the flush here is the last
-  chance unless our config restored ``worker_exit``.
-* A startup failure must fail the lifespan: Starlette then reports
-  ``lifespan.startup.failed`` and Gunicorn's asgi worker and uvicorn exit with
-  code 3, which stops the Gunicorn master instead of crash-looping workers.
+A bad configuration fails lifespan startup with the settings module's message.
+Starlette then sends ``lifespan.startup.failed``, on which Gunicorn's asgi
+worker and uvicorn exit with code 3; the Gunicorn master stops on 3 instead of
+crash-looping workers.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import logging
+import inspect
+import threading
 import time
 from typing import Any, AsyncIterator, Callable
 
-from fastapi_otel import server_spans
+from fastapi_otel import auto_configure, server_spans
 
-log = logging.getLogger("gunicorn_otel")
+# Exit shutdown budget while the collector is known not to answer: enough to
+# stop the pipelines and count what they held.
+_EXIT_WHILE_STALLED = 0.5
 
-_atexit_registered = False
+
+class _Standalone:
+    """What this module keeps for a runtime it started (never for a hosted one).
+
+    ``stalled_at``: the runtime's exported count when a lifespan flush last
+    missed its deadline, or None.  While nothing more has been exported since,
+    the collector is taken as not answering and later lifespan exits do not
+    wait for it again; without this a test suite with no collector running
+    would spend the whole budget in every ``with TestClient(app)``.  The batch
+    processors keep exporting in the background, and the first export that
+    succeeds re-arms the flush.
+    """
+
+    atexit_registered = False
+    stalled_at: int | None = None
+    # Apps in TestClients on several threads may start up at once.
+    start_lock = threading.Lock()
 
 
-def _runtime():
-    """This process's started runtime, creating it from the environment if needed."""
-    global _atexit_registered
+_standalone = _Standalone()
+
+
+def _exported(current) -> int:
+    return sum(counts["exported"] for counts in current.stats.snapshot().values())
+
+
+def _stalled(current) -> bool:
+    return _standalone.stalled_at is not None and _exported(current) == _standalone.stalled_at
+
+
+def _flush_at_lifespan_exit(current) -> None:
+    if _stalled(current):
+        return
+    # Blocking on purpose: the server has stopped taking requests and the
+    # flush has its own deadline; an executor would leave a pool thread
+    # behind per cycle.
+    in_time = current.force_flush(time.monotonic() + current.settings.shutdown_timeout)
+    _standalone.stalled_at = None if in_time else _exported(current)
+
+
+def _hosted() -> bool:
+    from gunicorn_otel import lifecycle
+
+    return lifecycle.state.settings is not None
+
+
+def _start_standalone():
+    """This process's runtime, started from the environment on first use."""
     from gunicorn_otel import runtime, settings
 
-    current = runtime.current()
-    if current is not None and current.started:
+    with _standalone.start_lock:
+        current = runtime.current()
+        if current is not None and current.started:
+            return current
+        try:
+            resolved = settings.load()
+        except settings.SettingsError as exc:
+            raise settings.SettingsError(f"gunicorn-otel: invalid configuration: {exc}") from None
+        if not _standalone.atexit_registered:
+            # Before start(), so a start that fails halfway is still shut down.
+            # Inherited by forked children along with the flag; harmless there,
+            # since runtime.current() ignores a runtime started by another pid.
+            _standalone.atexit_registered = True
+            atexit.register(_shutdown_at_exit)
+        current = runtime.get_or_create(resolved, processor="batch")
+        current.start()
         return current
-    try:
-        resolved = settings.load()
-    except settings.SettingsError as exc:
-        raise RuntimeError(f"gunicorn-otel: invalid configuration: {exc}") from None
-    current = runtime.get_or_create(resolved, processor="batch")
-    current.start()
-    if not _atexit_registered:
-        _atexit_registered = True
-        atexit.register(_shutdown_at_exit)
-    return current
 
 
 def _shutdown_at_exit() -> None:
     from gunicorn_otel import runtime
 
     current = runtime.current()
-    if current is not None:
-        current.shutdown(time.monotonic() + current.settings.shutdown_timeout)
+    if current is None:
+        return
+    budget = current.settings.shutdown_timeout
+    if _stalled(current):
+        budget = min(budget, _EXIT_WHILE_STALLED)
+    current.shutdown(time.monotonic() + budget)
 
 
 @contextlib.asynccontextmanager
 async def otel_lifespan(app: Any) -> AsyncIterator[None]:
-    """``FastAPI(lifespan=otel_lifespan)``; see ``with_otel`` to add your own lifespan."""
-    current = _runtime()
-    server_spans.ensure_one_server_span(app)
+    """``FastAPI(lifespan=otel_lifespan)``; ``with_otel`` adds a lifespan of your own."""
+    hosted = _hosted()
+    if hosted:
+        from gunicorn_otel import runtime
+
+        current = runtime.current()  # None when telemetry is off or failed to start
+    else:
+        current = _start_standalone()
+    auto_configure.disarm(current)
+    server_spans.ensure_one_per_request(app, current)
     try:
         yield
     finally:
-        # Blocking on purpose: the server is stopping, and the flush has its
-        # own deadline.  Off-loop helpers would add threads per cycle.
-        current.force_flush(time.monotonic() + current.settings.shutdown_timeout)
+        if not hosted:
+            _flush_at_lifespan_exit(current)
 
 
-def with_otel(user_lifespan: Callable[[Any], contextlib.AbstractAsyncContextManager]) -> Callable:
-    """Combine ``otel_lifespan`` with your own: telemetry starts first and flushes last.
+def with_otel(user_lifespan: Callable[[Any], Any]) -> Callable[[Any], contextlib.AbstractAsyncContextManager]:
+    """Combine ``otel_lifespan`` with your own lifespan: telemetry starts first and flushes last.
 
-    Whatever your lifespan yields (a dict of lifespan state) is yielded on, so
-    it still reaches ``request.state``::
+    What your lifespan yields (lifespan state) is passed on, so it still
+    reaches ``request.state``::
 
         @asynccontextmanager
         async def lifespan(app):
@@ -89,12 +156,22 @@ def with_otel(user_lifespan: Callable[[Any], contextlib.AbstractAsyncContextMana
                 yield {"pool": pool}
 
         app = FastAPI(lifespan=with_otel(lifespan))
+
+    ``user_lifespan`` is anything Starlette accepts as a lifespan: a function
+    returning an async context manager (``@asynccontextmanager``, or FastAPI's
+    default ``app.router.lifespan_context``, which runs ``on_startup``
+    handlers), or an async generator function.  To add telemetry to an app
+    that already exists::
+
+        app.router.lifespan_context = with_otel(app.router.lifespan_context)
     """
+    if inspect.isasyncgenfunction(user_lifespan):
+        user_lifespan = contextlib.asynccontextmanager(user_lifespan)
 
     @contextlib.asynccontextmanager
-    async def combined(app: Any) -> AsyncIterator[Any]:
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
         async with otel_lifespan(app):
             async with user_lifespan(app) as state:
                 yield state
 
-    return combined
+    return lifespan

@@ -1,66 +1,69 @@
-"""Exactly one SERVER span per request, on both FastAPI generations.
+"""Exactly one SERVER span per request, named with the route template, on both FastAPI generations.
 
-* FastAPI 0.163 and later emit their own server span (``fastapi.telemetry``) as
-  soon as a global provider exists, named with the route template.  We rely on
-  it and add nothing.  If the app was also instrumented with the contrib
-  middleware, FastAPI notices and steps aside, so there is still one span.
-* Older FastAPI has no native telemetry: we use
-  ``opentelemetry-instrumentation-fastapi``.  Its ``instrument_app`` wraps
-  ``build_middleware_stack``, but Starlette builds the stack on the first ASGI
-  call, which is the lifespan itself, so instrumenting from a lifespan alone
-  produces no spans.  We rebuild the stack right after instrumenting; the
-  rebuilt stack serves every request (user middleware classes are
-  instantiated once more, at startup).
-* ``FASTAPI_OTEL_AUTO_CONFIGURE=true`` makes FastAPI attach its own OTLP
-  exporter to the provider during lifespan startup, before any user lifespan
-  runs: every span would be exported twice.  Importing ``fastapi_otel``
-  switches the variable off (apps are built after that import, since they pass
-  ``otel_lifespan``), with a warning; an app configured explicitly with
-  ``telemetry={"auto_configure": True}`` is reported at startup.
+* FastAPI 0.163 and later (``fastapi.telemetry`` exists) emit their own server
+  span as soon as a global provider is set, which the runtime does.  We add
+  nothing.  An app built with ``telemetry={"tracing": False}`` has asked for no
+  spans, and gets none.  If the contrib middleware is in the app's stack too,
+  FastAPI sees it and steps aside (``fastapi/telemetry/_asgi.py``, ``_legacy_otel``).
+* Older FastAPI: ``opentelemetry-instrumentation-fastapi``.  Its
+  ``instrument_app`` replaces ``app.build_middleware_stack``, but Starlette
+  builds the stack on the app's first ASGI call (``Starlette.__call__``), and
+  that call is the lifespan itself: instrumenting from a lifespan alone leaves
+  the built stack unchanged and silently produces no spans.  So after
+  instrumenting we rebuild the stack; the new one serves every request.  Your
+  middleware classes are instantiated once more, at startup.
 """
 
 from __future__ import annotations
 
-import logging
-import os
+import importlib.util
 import warnings
 
-log = logging.getLogger("gunicorn_otel")
-
-AUTO_CONFIGURE = "FASTAPI_OTEL_AUTO_CONFIGURE"
-
-
-def neutralise_auto_configure() -> None:
-    if os.environ.get(AUTO_CONFIGURE, "").strip().lower() == "true":
-        os.environ[AUTO_CONFIGURE] = "false"
-        warnings.warn(
-            f"{AUTO_CONFIGURE}=true would make FastAPI export every span a second time "
-            "through the provider gunicorn-otel owns; fastapi_otel turned it off. Unset it.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+# The contrib middleware, by name: importing it would import the contrib package on new FastAPI too.
+_CONTRIB_MIDDLEWARE = ("opentelemetry.instrumentation.asgi", "OpenTelemetryMiddleware")
 
 
-def has_native_telemetry() -> bool:
-    try:
-        import fastapi.telemetry  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def native() -> bool:
+    """Whether this FastAPI makes its own server spans (0.163 and later)."""
+    return importlib.util.find_spec("fastapi.telemetry") is not None
 
 
-def ensure_one_server_span(app) -> None:
-    telemetry = getattr(app, "_telemetry", None)
-    if isinstance(telemetry, dict) and telemetry.get("auto_configure"):
-        log.warning(
-            "gunicorn-otel: this app was built with telemetry={'auto_configure': True}: FastAPI "
-            "attached its own exporter to gunicorn-otel's provider and spans are exported twice. "
-            "Remove auto_configure."
-        )
-    if has_native_telemetry() or getattr(app, "_is_instrumented_by_opentelemetry", False):
+def contrib_in_stack(app) -> bool:
+    """Whether the app's built middleware stack contains the contrib middleware."""
+    layer, seen = getattr(app, "middleware_stack", None), set()
+    while layer is not None and id(layer) not in seen:
+        seen.add(id(layer))
+        if (type(layer).__module__, type(layer).__name__) == _CONTRIB_MIDDLEWARE:
+            return True
+        layer = getattr(layer, "app", None)
+    return False
+
+
+def ensure_one_per_request(app, current) -> None:
+    """Make the app emit one server span per request, through ``current``'s providers."""
+    if native():
         return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    tracer_provider = getattr(current, "tracer_provider", None)
+    meter_provider = getattr(current, "meter_provider", None)
+    if tracer_provider is None and meter_provider is None:
+        return  # telemetry off: nothing to record into
+    if contrib_in_stack(app):
+        return  # instrumented before serving, or by an earlier lifespan cycle
+    from fastapi import FastAPI
 
-    FastAPIInstrumentor.instrument_app(app)
-    # The stack was built for the lifespan call before we got here.
+    if not isinstance(app, FastAPI):
+        warnings.warn(f"otel_lifespan: {type(app).__name__} is not a FastAPI app; no server spans added",
+                      RuntimeWarning, stacklevel=2)
+        return
+    if not getattr(app, "_is_instrumented_by_opentelemetry", False):
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            # Like FastAPI's native telemetry: no INTERNAL span per ASGI send/receive.
+            exclude_spans=["receive", "send"],
+        )
+    # Instrumented now, or by someone after the stack was built: rebuild it.
     app.middleware_stack = app.build_middleware_stack()

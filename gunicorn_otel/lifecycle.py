@@ -72,13 +72,13 @@ def when_ready(server) -> None:
 def child_exit(server, worker) -> None:
     from gunicorn_otel import master_telemetry
 
-    master_telemetry.record("exit", pid=worker.pid, slot=getattr(worker, "otel_slot", 0))
+    master_telemetry.worker_exited(server, worker)
 
 
 def on_reload(server) -> None:
     from gunicorn_otel import master_telemetry
 
-    master_telemetry.record("reload")
+    master_telemetry.reloading(server)
 
 
 def on_exit(server) -> None:
@@ -101,9 +101,7 @@ def pre_fork(server, worker) -> None:
     worker.otel_slot = slot
     from gunicorn_otel import master_telemetry
 
-    boots = getattr(server, "_otel_boots", 0) + 1
-    server._otel_boots = boots
-    master_telemetry.record("boot", slot=slot, replacement=boots > server.num_workers)
+    master_telemetry.worker_spawning(server, worker)
 
 
 def post_fork(server, worker) -> None:
