@@ -70,8 +70,9 @@ def test_exit_is_bounded_against_a_black_hole(worker_class, app, gunicorn):
     assert "shutdown_deadline=" in log
 
 
-def test_log_records_carry_trace_context(receiver, gunicorn):
-    proc = gunicorn("wsgi_app:app", worker_class="gthread", workers=1, env=otel_env(receiver.endpoint))
+@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])  # SDK batch thread; greenlet batcher
+def test_log_records_carry_trace_context(worker_class, receiver, gunicorn):
+    proc = gunicorn("wsgi_app:app", worker_class=worker_class, workers=1, env=otel_env(receiver.endpoint))
     assert proc.get("/log?msg=hello-otel")[0] == 200
     proc.stop(signal.SIGTERM, timeout=30)
     records = [r for r in receiver.log_records() if "hello-otel" in r.body]
