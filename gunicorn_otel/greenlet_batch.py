@@ -16,9 +16,8 @@ Here:
   cyclic GC running (``bench/queue_gc_bench.py``: 7,816 collections against 3
   for 100,000 requests); that cost more than the encoding, and encoding early
   moved us from 0.74x to 0.82-0.88x the SDK floor in ``bench/gevent_bench.py``
-  (docs/gevent.md).  ``prepare`` runs only for an
-  item the queue accepts; one that raises costs that item (``export_failed``),
-  never the request.
+  (docs/gevent.md).  ``prepare`` runs only for an item the queue accepts; one
+  that raises costs that item (``export_failed``), never the request.
 * A dispatcher greenlet wakes as soon as a full batch is queued (or the
   schedule delay passes) and hands batches to a ``gevent.pool.Pool`` of up to
   16 exports in flight.  Under load an export waits several hub iterations for

@@ -54,8 +54,9 @@ Speed: the hot path reads the SDK's private fields (``ReadableSpan._context``,
 because the public properties copy events and links into tuples, wrap
 attributes in a proxy, and cost a Python call each; together that was a third
 of the time.  It does so only for span classes that do not override those
-properties (``_is_fast``); any other span object is encoded by the official
-encoder's per-span function, so the output is still right, just not faster.  The tests
+properties (``_is_fast``); any other span object, and any span ``_span``
+fails on, is encoded by the official encoder's per-span function, so the
+output is still right, just not faster.  The tests
 compare bytes on real SDK spans, so an SDK change that breaks a private field
 fails them.
 """
@@ -509,7 +510,7 @@ def _span_parts(span) -> tuple:
         try:
             return span._resource, span._instrumentation_scope or None, _span(span)
         except Exception:  # noqa: BLE001 - whatever the official encoder makes of it, it makes here
-            pass
+            log.debug("gunicorn-otel: span %r left to the official encoder", span._name, exc_info=True)
     return span.resource, span.instrumentation_scope or None, _official_span(span)
 
 
