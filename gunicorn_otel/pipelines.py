@@ -47,13 +47,13 @@ class _QueueAccounting:
 class CountedBatchSpanProcessor(_QueueAccounting, BatchSpanProcessor):
     """Queues span objects, not spans encoded as they end (as the gevent processor does).
 
-    Tried under FastAPI's native telemetry (4 spans per request, asgi and
-    UvicornWorker, ``bench/fastapi_bench.py`` with a row for each, 2026-12-01):
-    encoding on the request thread left the export thread only its HTTP round
-    trip, each of whose GIL hand-offs waits behind the busy event loop, and
-    the queue overflowed in 3 of 6 rounds (up to 1,878 spans per server)
-    against 0 of 6 queueing span objects.  Encoding 512 spans in the export
-    thread holds the producers back just enough.
+    Encoding on the request thread was tried (2026-12-01, a throwaway variant
+    of ``bench/fastapi_bench.py`` under FastAPI's native telemetry, 4 spans per
+    request) and overflowed the queue more often, not less.  It left the
+    export thread only its HTTP round trip, each of whose GIL hand-offs waits
+    behind the busy event loop; encoding the batch in the export thread holds
+    the producers back instead.  Try it again only with a benchmark row that
+    shows the drops.
     """
 
     def __init__(self, exporter, stats: ExportStats, **kwargs) -> None:
