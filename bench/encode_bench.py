@@ -1,4 +1,4 @@
-"""Per-span cost of the official OTLP span encoder and of ``gunicorn_otel.otlp_wire``.
+"""Per-span cost of the official OTLP span encoder and of ``gunicorn_otel._worker.otlp_wire``.
 
     python bench/encode_bench.py [--spans 20000] [--batch 512] [--rounds 5]
 
@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gunicorn_otel import otlp_wire
+from gunicorn_otel._worker import otlp_wire
 
 
 def make_spans(count: int) -> list:
@@ -72,7 +72,7 @@ def main() -> int:
     print("| encoder | us/span | ratio |")
     print("|---|---:|---:|")
     print(f"| official `encode_spans(batch).SerializeToString()` | {theirs:.2f} | 1.00x |")
-    print(f"| `gunicorn_otel.otlp_wire.encode_spans(batch)` | {ours:.2f} | {theirs / ours:.1f}x faster |")
+    print(f"| `gunicorn_otel._worker.otlp_wire.encode_spans(batch)` | {ours:.2f} | {theirs / ours:.1f}x faster |")
     return 0
 
 

@@ -37,9 +37,9 @@ from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SpanExportResult  # noqa: E402
 
-from gunicorn_otel import otlp_wire  # noqa: E402
-from gunicorn_otel.greenlet_batch import GreenletBatcher, GreenletSpanProcessor  # noqa: E402
-from gunicorn_otel.stats import TRACES, ExportStats  # noqa: E402
+from gunicorn_otel._worker import otlp_wire  # noqa: E402
+from gunicorn_otel._worker.gevent_batch import GreenletBatcher, GreenletSpanProcessor  # noqa: E402
+from gunicorn_otel._worker.stats import TRACES, ExportStats  # noqa: E402
 
 
 class EncodingExporter:

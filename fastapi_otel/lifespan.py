@@ -85,14 +85,15 @@ def _flush_at_lifespan_exit(current) -> None:
 
 
 def _hosted() -> bool:
-    from gunicorn_otel import lifecycle
+    from gunicorn_otel._master import hooks as lifecycle
 
     return lifecycle.state.settings is not None
 
 
 def _start_standalone():
     """This process's runtime, started from the environment on first use."""
-    from gunicorn_otel import runtime, settings
+    from gunicorn_otel._worker import runtime
+    from gunicorn_otel import settings
 
     with _standalone.start_lock:
         current = runtime.current()
@@ -114,7 +115,7 @@ def _start_standalone():
 
 
 def _shutdown_at_exit() -> None:
-    from gunicorn_otel import runtime
+    from gunicorn_otel._worker import runtime
 
     current = runtime.current()
     if current is None:
@@ -130,7 +131,7 @@ async def otel_lifespan(app: Any) -> AsyncIterator[None]:
     """``FastAPI(lifespan=otel_lifespan)``; ``with_otel`` adds a lifespan of your own."""
     hosted = _hosted()
     if hosted:
-        from gunicorn_otel import runtime
+        from gunicorn_otel._worker import runtime
 
         current = runtime.current()  # None when telemetry is off or failed to start
     else:

@@ -2,7 +2,7 @@
 
 import sys
 
-from gunicorn_otel.check import main
+from gunicorn_otel._master.check import main
 
 if __name__ == "__main__":
     sys.exit(main())

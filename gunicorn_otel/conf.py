@@ -8,10 +8,10 @@ Importing this module validates every ``OTEL_*`` and ``GUNICORN_OTEL_*``
 variable in the master and exits with a clear message on a bad one.  It imports
 nothing heavy: under gevent, modules such as ``ssl`` or ``urllib3`` imported
 before ``monkey.patch_all()`` stay unpatched.  Each hook is one call into
-``gunicorn_otel.lifecycle``.
+``gunicorn_otel._master.hooks``.
 """
 
-from gunicorn_otel import lifecycle as _lifecycle
+from gunicorn_otel._master import hooks as _lifecycle
 
 _lifecycle.load_settings()
 

@@ -48,8 +48,9 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from gunicorn_otel import fast_span_exporter, otlp_wire
-from gunicorn_otel.fast_span_exporter import FastOTLPSpanExporter
+from gunicorn_otel._worker import fast_span_exporter
+from gunicorn_otel._worker import otlp_wire
+from gunicorn_otel._worker.fast_span_exporter import FastOTLPSpanExporter
 
 # Every attribute type the SDK accepts, with the edge values of each.
 VALUES = {
@@ -583,9 +584,9 @@ def test_gevent_pipeline_queues_encoded_spans_and_sends_the_official_bytes(endpo
     # to encode each span as it ends; the batch it later posts must be the
     # official encoding of those spans.
     pytest.importorskip("gevent")
-    from gunicorn_otel import pipelines
-    from gunicorn_otel.counting import CountingExporter
-    from gunicorn_otel.stats import TRACES, ExportStats
+    from gunicorn_otel._worker.models import threads as pipelines
+    from gunicorn_otel._worker.counting import CountingExporter
+    from gunicorn_otel._worker.stats import TRACES, ExportStats
 
     stats = ExportStats()
     exporter = CountingExporter(FastOTLPSpanExporter(endpoint=endpoint), TRACES, stats)

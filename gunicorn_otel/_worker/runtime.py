@@ -24,9 +24,9 @@ import os
 import time
 import uuid
 
-from gunicorn_otel import bounded
+from gunicorn_otel._master import deadline as bounded
 from gunicorn_otel.settings import Settings
-from gunicorn_otel.stats import LOGS, METRICS, SHUTDOWN_DEADLINE, TRACES, ExportStats
+from gunicorn_otel._worker.stats import LOGS, METRICS, SHUTDOWN_DEADLINE, TRACES, ExportStats
 
 log = logging.getLogger("gunicorn_otel")
 
@@ -84,8 +84,8 @@ class Runtime:
         self.started = True
         if self.settings.disabled:
             return
-        from gunicorn_otel import exporters
-        from gunicorn_otel.counting import CountingExporter, CountingMetricExporter
+        from gunicorn_otel._worker import exporters
+        from gunicorn_otel._worker.counting import CountingExporter, CountingMetricExporter
 
         resource = self._resource()
         signals = self.settings.enabled_signals()
@@ -120,8 +120,8 @@ class Runtime:
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
 
-        from gunicorn_otel import pipelines
-        from gunicorn_otel.sampling import build_sampler
+        from gunicorn_otel._worker.models import threads as pipelines
+        from gunicorn_otel._worker.sampling import build_sampler
 
         s = self.settings
         provider = TracerProvider(
@@ -140,7 +140,7 @@ class Runtime:
         from opentelemetry import metrics
         from opentelemetry.sdk.metrics import MeterProvider
 
-        from gunicorn_otel import pipelines
+        from gunicorn_otel._worker.models import threads as pipelines
 
         s = self.settings
         reader = pipelines.metric_reader(self.processor, self._exporters[METRICS], s.metric_interval, s.metric_timeout)
@@ -148,7 +148,7 @@ class Runtime:
         self.meter_provider = provider
         _set_global("MeterProvider", metrics.set_meter_provider, metrics.get_meter_provider, provider)
         if s.self_metrics:
-            from gunicorn_otel.self_metrics import register
+            from gunicorn_otel._worker.self_metrics import register
 
             register(provider, self.stats)
 
@@ -156,8 +156,8 @@ class Runtime:
         from opentelemetry import _logs
         from opentelemetry.sdk._logs import LoggerProvider
 
-        from gunicorn_otel import pipelines
-        from gunicorn_otel.log_bridge import LogBridge
+        from gunicorn_otel._worker.models import threads as pipelines
+        from gunicorn_otel._worker.log_bridge import LogBridge
 
         s = self.settings
         provider = LoggerProvider(resource=resource, shutdown_on_exit=False)

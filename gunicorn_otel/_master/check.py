@@ -17,7 +17,7 @@ import sys
 import urllib.parse
 
 from gunicorn_otel import settings as settings_module
-from gunicorn_otel import worker_kinds
+from gunicorn_otel._master import worker_kinds
 
 OK, WARN, ERROR = 0, 1, 2
 

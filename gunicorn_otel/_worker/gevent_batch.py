@@ -55,7 +55,7 @@ from opentelemetry.sdk._logs._internal import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 
-from gunicorn_otel.stats import EXPORT_FAILED, QUEUE_FULL, SHUTDOWN_DEADLINE
+from gunicorn_otel._worker.stats import EXPORT_FAILED, QUEUE_FULL, SHUTDOWN_DEADLINE
 
 log = logging.getLogger("gunicorn_otel")
 

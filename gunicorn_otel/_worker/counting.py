@@ -12,7 +12,7 @@ import logging
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
-from gunicorn_otel.stats import EXPORT_FAILED, METRICS, ExportStats
+from gunicorn_otel._worker.stats import EXPORT_FAILED, METRICS, ExportStats
 
 log = logging.getLogger("gunicorn_otel")
 

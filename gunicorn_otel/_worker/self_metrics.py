@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from gunicorn_otel.stats import ExportStats
+from gunicorn_otel._worker.stats import ExportStats
 
 
 def register(meter_provider, stats: ExportStats) -> None:

@@ -16,7 +16,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRec
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-from gunicorn_otel.stats import LOGS, QUEUE_FULL, TRACES, ExportStats
+from gunicorn_otel._worker.stats import LOGS, QUEUE_FULL, TRACES, ExportStats
 
 
 class _QueueAccounting:
@@ -100,7 +100,7 @@ class CountedSimpleLogRecordProcessor(SimpleLogRecordProcessor):
 def span_processor(kind: str, exporter, stats: ExportStats, bsp: tuple, shutdown_timeout: float):
     delay, queue, batch = bsp
     if kind == "gevent":
-        from gunicorn_otel.greenlet_batch import GreenletBatcher, GreenletSpanProcessor
+        from gunicorn_otel._worker.gevent_batch import GreenletBatcher, GreenletSpanProcessor
 
         return GreenletSpanProcessor(
             GreenletBatcher(exporter, signal=TRACES, stats=stats, schedule_delay=delay,
@@ -118,7 +118,7 @@ def span_processor(kind: str, exporter, stats: ExportStats, bsp: tuple, shutdown
 def log_processor(kind: str, exporter, stats: ExportStats, blrp: tuple, shutdown_timeout: float):
     delay, queue, batch = blrp
     if kind == "gevent":
-        from gunicorn_otel.greenlet_batch import GreenletBatcher, GreenletLogRecordProcessor, detached_log_record
+        from gunicorn_otel._worker.gevent_batch import GreenletBatcher, GreenletLogRecordProcessor, detached_log_record
 
         return GreenletLogRecordProcessor(
             GreenletBatcher(exporter, signal=LOGS, stats=stats, schedule_delay=delay,
@@ -134,7 +134,7 @@ def log_processor(kind: str, exporter, stats: ExportStats, blrp: tuple, shutdown
 
 def metric_reader(kind: str, exporter, interval: float, timeout: float):
     if kind == "gevent":
-        from gunicorn_otel.greenlet_metric_reader import GreenletMetricReader
+        from gunicorn_otel._worker.gevent_metric_reader import GreenletMetricReader
 
         return GreenletMetricReader(exporter, export_interval_millis=interval * 1000,
                                     export_timeout_millis=timeout * 1000)

@@ -78,7 +78,7 @@ def _http(signal: str, options: Exporting):
         client_certificate_file=options.client_certificate,
     )
     if signal == "traces":
-        from gunicorn_otel.fast_span_exporter import FastOTLPSpanExporter
+        from gunicorn_otel._worker.fast_span_exporter import FastOTLPSpanExporter
 
         return FastOTLPSpanExporter(**kwargs)
     if signal == "metrics":

@@ -15,9 +15,9 @@ import sys
 import time
 import traceback
 
-from gunicorn_otel import boot_signals
+from gunicorn_otel._master import boot_signals
 from gunicorn_otel import settings as settings_module
-from gunicorn_otel import worker_kinds
+from gunicorn_otel._master import worker_kinds
 from gunicorn_otel.settings import Settings, SettingsError
 
 log = logging.getLogger("gunicorn_otel")
@@ -64,25 +64,25 @@ def on_starting(server) -> None:
 
 
 def when_ready(server) -> None:
-    from gunicorn_otel import master_telemetry
+    from gunicorn_otel._master import master_telemetry
 
     master_telemetry.when_ready(server, _settings())
 
 
 def child_exit(server, worker) -> None:
-    from gunicorn_otel import master_telemetry
+    from gunicorn_otel._master import master_telemetry
 
     master_telemetry.worker_exited(server, worker)
 
 
 def on_reload(server) -> None:
-    from gunicorn_otel import master_telemetry
+    from gunicorn_otel._master import master_telemetry
 
     master_telemetry.reloading(server)
 
 
 def on_exit(server) -> None:
-    from gunicorn_otel import master_telemetry
+    from gunicorn_otel._master import master_telemetry
 
     # Best effort after the workers are gone: it adds to the time Gunicorn takes to stop.
     master_telemetry.on_exit(min(0.5, _settings().shutdown_timeout))
@@ -99,7 +99,7 @@ def pre_fork(server, worker) -> None:
     while slot in taken:
         slot += 1
     worker.otel_slot = slot
-    from gunicorn_otel import master_telemetry
+    from gunicorn_otel._master import master_telemetry
 
     master_telemetry.worker_spawning(server, worker)
 
@@ -109,7 +109,7 @@ def post_fork(server, worker) -> None:
     _adopt_gunicorn_log_handlers(server.log)
     kind = state.kind = worker_kinds.classify(type(worker))
     if kind.model == worker_kinds.GEVENT:
-        from gunicorn_otel.gevent_support import prepare
+        from gunicorn_otel._worker.models.gevent import prepare
 
         prepare(_settings())
     if kind.build_at == worker_kinds.POST_FORK:
@@ -128,11 +128,11 @@ def post_worker_init(worker) -> None:
         _start(model, worker)
     if kind.uvicorn_signals:
         _restore_worker_exit_on_sigterm()
-    from gunicorn_otel import runtime
+    from gunicorn_otel._worker import runtime
 
     current = runtime.current()
     if current is not None and current.started and _settings().wrap_app:
-        from gunicorn_otel.app_wrapping import wrap_loaded_app
+        from gunicorn_otel._worker.app_wrapping import wrap_loaded_app
 
         wrap_loaded_app(worker)
     log.info(
@@ -148,7 +148,7 @@ def worker_exit(server, worker) -> None:
     # already gone (ESRCH); only the worker's own process may flush.
     if os.getpid() != worker.pid:
         return
-    from gunicorn_otel import runtime
+    from gunicorn_otel._worker import runtime
 
     current = runtime.current()
     if current is not None:
@@ -162,7 +162,7 @@ def worker_abort(worker) -> None:
     current stack is the request's.  The flush is best effort: the master
     SIGKILLs about a second later.
     """
-    from gunicorn_otel import runtime
+    from gunicorn_otel._worker import runtime
 
     stack = "".join(traceback.format_stack(sys._getframe(1)))
     log_error = logging.getLogger("gunicorn.error")
@@ -182,10 +182,10 @@ def _start(model: str, worker) -> None:
         processor = "gevent" if model == worker_kinds.GEVENT else "batch"
     attributes = {"gunicorn.worker.slot": getattr(worker, "otel_slot", 0)}
     try:
-        from gunicorn_otel import runtime
+        from gunicorn_otel._worker import runtime
 
         if model == worker_kinds.GEVENT:
-            from gunicorn_otel import gevent_support
+            from gunicorn_otel._worker.models import gevent as gevent_support
 
             if gevent_support.uses_grpc(s):
                 gevent_support.init_grpc_for_gevent()

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 
-from gunicorn_otel import otlp_wire
+from gunicorn_otel._worker import otlp_wire
 
 try:  # same exception type the parent records for an oversized batch
     from opentelemetry.exporter.otlp.proto.http._common import RequestPayloadTooLargeError
