@@ -74,7 +74,7 @@ def run(prepare, *, with_processor: bool, requests: int, greenlets: int) -> dict
     if with_processor:
         batcher = GreenletBatcher(EncodingExporter(), signal=TRACES, stats=ExportStats(), schedule_delay=5.0,
                                   max_export_batch_size=512, max_queue_size=2048, prepare=prepare)
-        provider.add_span_processor(GreenletSpanProcessor(batcher, shutdown_timeout=5.0))
+        provider.add_span_processor(GreenletSpanProcessor(batcher))
     tracer = provider.get_tracer("bench.app")
 
     def serve(count: int) -> None:

@@ -33,7 +33,7 @@ import warnings
 
 from fastapi_otel import server_spans
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
 VARIABLE = "FASTAPI_OTEL_AUTO_CONFIGURE"
 

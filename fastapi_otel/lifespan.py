@@ -1,7 +1,7 @@
 """``otel_lifespan``: one telemetry owner per process for FastAPI apps.
 
 Two situations, told apart by whether ``gunicorn_otel.conf`` was loaded
-(importing it calls ``lifecycle.load_settings()`` in the Gunicorn master, and
+(importing it calls ``hooks.load_settings()`` in the Gunicorn master, and
 every worker inherits that state):
 
 * **Hosted** (Gunicorn with ``-c python:gunicorn_otel.conf``): the hooks own
@@ -10,7 +10,7 @@ every worker inherits that state):
   The lifespan reuses it and never builds one, and it does not flush at exit:
   ``worker_exit`` always follows the lifespan shutdown (Gunicorn's asgi worker
   calls it after the lifespan; for ``UvicornWorker`` our config restores it,
-  see ``lifecycle._restore_worker_exit_on_sigterm``), and a second flush here
+  see ``gunicorn_otel._master.hooks._restore_worker_exit_on_sigterm``), and a second flush here
   would spend the exit budget twice against a collector that does not answer.
 * **Standalone** (plain ``uvicorn``, ``fastapi run``, Gunicorn without our
   config, test suites): the lifespan starts the runtime from the environment
@@ -35,7 +35,6 @@ import atexit
 import contextlib
 import inspect
 import threading
-import time
 from typing import Any, AsyncIterator, Callable
 
 from fastapi_otel import auto_configure, server_spans
@@ -80,20 +79,22 @@ def _flush_at_lifespan_exit(current) -> None:
     # Blocking on purpose: the server has stopped taking requests and the
     # flush has its own deadline; an executor would leave a pool thread
     # behind per cycle.
-    in_time = current.force_flush(time.monotonic() + current.settings.shutdown_timeout)
+    from gunicorn_otel._worker import runtime
+
+    in_time = current.force_flush(runtime.Deadline.after(current.settings.shutdown_timeout))
     _standalone.stalled_at = None if in_time else _exported(current)
 
 
 def _hosted() -> bool:
-    from gunicorn_otel._master import hooks as lifecycle
+    from gunicorn_otel._worker import runtime
 
-    return lifecycle.state.settings is not None
+    return runtime.hosted()
 
 
 def _start_standalone():
     """This process's runtime, started from the environment on first use."""
-    from gunicorn_otel._worker import runtime
     from gunicorn_otel import settings
+    from gunicorn_otel._worker import runtime
 
     with _standalone.start_lock:
         current = runtime.current()
@@ -106,10 +107,10 @@ def _start_standalone():
         if not _standalone.atexit_registered:
             # Before start(), so a start that fails halfway is still shut down.
             # Inherited by forked children along with the flag; harmless there,
-            # since runtime.current() ignores a runtime started by another pid.
+            # since a forked child's runtime.current() is None until it starts its own.
             _standalone.atexit_registered = True
             atexit.register(_shutdown_at_exit)
-        current = runtime.get_or_create(resolved, processor="batch")
+        current = runtime.get_or_create(resolved, model="threads")
         current.start()
         return current
 
@@ -123,7 +124,7 @@ def _shutdown_at_exit() -> None:
     budget = current.settings.shutdown_timeout
     if _stalled(current):
         budget = min(budget, _EXIT_WHILE_STALLED)
-    current.shutdown(time.monotonic() + budget)
+    current.shutdown(runtime.Deadline.after(budget))
 
 
 @contextlib.asynccontextmanager

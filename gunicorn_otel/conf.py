@@ -11,9 +11,9 @@ before ``monkey.patch_all()`` stay unpatched.  Each hook is one call into
 ``gunicorn_otel._master.hooks``.
 """
 
-from gunicorn_otel._master import hooks as _lifecycle
+from gunicorn_otel._master import hooks as _hooks
 
-_lifecycle.load_settings()
+_hooks.load_settings()
 
 __all__ = [
     "on_starting", "when_ready", "pre_fork", "post_fork", "post_worker_init",
@@ -22,40 +22,40 @@ __all__ = [
 
 
 def on_starting(server):
-    _lifecycle.on_starting(server)
+    _hooks.on_starting(server)
 
 
 def pre_fork(server, worker):
-    _lifecycle.pre_fork(server, worker)
+    _hooks.pre_fork(server, worker)
 
 
 def post_fork(server, worker):
-    _lifecycle.post_fork(server, worker)
+    _hooks.post_fork(server, worker)
 
 
 def post_worker_init(worker):
-    _lifecycle.post_worker_init(worker)
+    _hooks.post_worker_init(worker)
 
 
 def worker_exit(server, worker):
-    _lifecycle.worker_exit(server, worker)
+    _hooks.worker_exit(server, worker)
 
 
 def worker_abort(worker):
-    _lifecycle.worker_abort(worker)
+    _hooks.worker_abort(worker)
 
 
 def when_ready(server):
-    _lifecycle.when_ready(server)
+    _hooks.when_ready(server)
 
 
 def child_exit(server, worker):
-    _lifecycle.child_exit(server, worker)
+    _hooks.child_exit(server, worker)
 
 
 def on_reload(server):
-    _lifecycle.on_reload(server)
+    _hooks.on_reload(server)
 
 
 def on_exit(server):
-    _lifecycle.on_exit(server)
+    _hooks.on_exit(server)

@@ -13,9 +13,9 @@ Each variable is one ``Var`` declaration (gunicorn's ``Setting`` habit): name,
 parser, default and description.  The README's table is checked against this
 list by a test, so docs and behaviour cannot drift apart.
 
-This module imports nothing outside the standard library: the Gunicorn config
-module imports it in the master, where heavy imports would break gevent's
-monkey-patching later.
+This module imports nothing outside the standard library (and the stdlib-only
+worker-kind table): the Gunicorn config module imports it in the master, where
+heavy imports would break gevent's monkey-patching later.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import os
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
+
+from gunicorn_otel._master.worker_kinds import PROCESSORS as _PROCESSOR_MODELS
 
 PREFIX = "GUNICORN_OTEL_"
 
@@ -62,27 +64,17 @@ def _exporter(raw: str) -> str:
     return _choice("otlp", "console", "none")(raw)
 
 
-def _positive_int(unit: str) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+def _positive(unit: str, *, whole: bool = False) -> Callable[[str], Any]:
+    """The one positive-number parser: finite and > 0; ``whole`` for a count or milliseconds."""
+    expected = f"expected a positive {'whole ' if whole else ''}number ({unit})"
+
+    def parse(raw: str) -> float | int:
         try:
-            value = int(raw.strip())
+            value: float | int = int(raw.strip()) if whole else float(raw.strip())
         except ValueError:
-            raise ValueError(f"expected a positive whole number ({unit})") from None
-        if value <= 0:
-            raise ValueError(f"expected a positive whole number ({unit})")
-        return value
-
-    return parse
-
-
-def _positive_float(unit: str) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"expected a positive number ({unit})") from None
+            raise ValueError(expected) from None
         if not value > 0 or value == float("inf"):
-            raise ValueError(f"expected a positive number ({unit})")
+            raise ValueError(expected)
         return value
 
     return parse
@@ -197,7 +189,8 @@ SAMPLERS = (
     "parentbased_always_off",
     "parentbased_traceidratio",
 )
-PROCESSORS = ("auto", "batch", "gevent", "simple")
+# The values of GUNICORN_OTEL_PROCESSOR come from the worker-kind table, the one place they resolve.
+PROCESSORS = tuple(_PROCESSOR_MODELS)
 
 
 def _otlp_vars() -> list[Var]:
@@ -214,7 +207,7 @@ def _otlp_vars() -> list[Var]:
                 "http(s) URL"),
             Var(base + "HEADERS", _headers, None, f"export headers for {target}; never logged",
                 "k=v,k2=v2", secret=True),
-            Var(base + "TIMEOUT", _positive_float("seconds"), None,
+            Var(base + "TIMEOUT", _positive("seconds"), None,
                 f"per-export timeout for {target}, in seconds (the Python SDK's unit; default 10)", "positive number"),
             Var(base + "COMPRESSION", _choice("gzip", "deflate", "none"), None,
                 f"export compression for {target} (default none)", "gzip, deflate (HTTP only), none"),
@@ -228,10 +221,10 @@ def _otlp_vars() -> list[Var]:
 
 def _batch_vars(prefix: str, what: str, delay: int) -> list[Var]:
     return [
-        Var(f"{prefix}_SCHEDULE_DELAY", _positive_int("milliseconds"), delay, f"delay between {what} exports, ms", "positive integer"),
-        Var(f"{prefix}_MAX_QUEUE_SIZE", _positive_int("items"), 2048, f"{what} queued per worker before dropping", "positive integer"),
-        Var(f"{prefix}_MAX_EXPORT_BATCH_SIZE", _positive_int("items"), 512, f"{what} per export request", "positive integer <= queue size"),
-        Var(f"{prefix}_EXPORT_TIMEOUT", _positive_int("milliseconds"), 30000, f"accepted for compatibility; the SDK ignores it ({what})", "positive integer"),
+        Var(f"{prefix}_SCHEDULE_DELAY", _positive("milliseconds", whole=True), delay, f"delay between {what} exports, ms", "positive integer"),
+        Var(f"{prefix}_MAX_QUEUE_SIZE", _positive("items", whole=True), 2048, f"{what} queued per worker before dropping", "positive integer"),
+        Var(f"{prefix}_MAX_EXPORT_BATCH_SIZE", _positive("items", whole=True), 512, f"{what} per export request", "positive integer <= queue size"),
+        Var(f"{prefix}_EXPORT_TIMEOUT", _positive("milliseconds", whole=True), 30000, f"accepted for compatibility; the SDK ignores it ({what})", "positive integer"),
     ]
 
 
@@ -245,8 +238,8 @@ VARS: tuple[Var, ...] = (
     *_otlp_vars(),
     *_batch_vars("OTEL_BSP", "spans", 5000),
     *_batch_vars("OTEL_BLRP", "log records", 1000),
-    Var("OTEL_METRIC_EXPORT_INTERVAL", _positive_int("milliseconds"), 60000, "metric export interval, ms", "positive integer"),
-    Var("OTEL_METRIC_EXPORT_TIMEOUT", _positive_int("milliseconds"), 30000, "metric export timeout, ms", "positive integer"),
+    Var("OTEL_METRIC_EXPORT_INTERVAL", _positive("milliseconds", whole=True), 60000, "metric export interval, ms", "positive integer"),
+    Var("OTEL_METRIC_EXPORT_TIMEOUT", _positive("milliseconds", whole=True), 30000, "metric export timeout, ms", "positive integer"),
     Var("OTEL_TRACES_SAMPLER", _choice(*SAMPLERS), "parentbased_always_on", "sampler", ", ".join(SAMPLERS)),
     Var("OTEL_TRACES_SAMPLER_ARG", _ratio, 1.0, "ratio for the traceidratio samplers", "0 to 1"),
     *[
@@ -264,7 +257,7 @@ VARS: tuple[Var, ...] = (
             "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
         )
     ],
-    Var(PREFIX + "SHUTDOWN_TIMEOUT", _positive_float("seconds"), 5.0,
+    Var(PREFIX + "SHUTDOWN_TIMEOUT", _positive("seconds"), 5.0,
         "total time a worker may spend flushing all signals at exit", "positive number of seconds"),
     Var(PREFIX + "PROCESSOR", _choice(*PROCESSORS), "auto",
         "batching: auto (by worker class), batch (SDK threads), gevent (greenlets), simple (export inline; debugging)",
@@ -308,6 +301,23 @@ class Exporting:
 
 
 @dataclass(frozen=True)
+class BatchOptions:
+    """One signal's batching: ``OTEL_BSP_*`` for spans, ``OTEL_BLRP_*`` for log records."""
+
+    schedule_delay: float  # seconds
+    max_queue_size: int
+    max_export_batch_size: int
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """``OTEL_METRIC_EXPORT_INTERVAL`` and ``_TIMEOUT``, in seconds."""
+
+    interval: float
+    timeout: float
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a worker needs, resolved from the environment in the master."""
 
@@ -317,10 +327,9 @@ class Settings:
     traces: Exporting
     metrics: Exporting
     logs: Exporting
-    bsp: tuple  # schedule delay s, max queue, max batch
-    blrp: tuple
-    metric_interval: float  # seconds
-    metric_timeout: float
+    bsp: BatchOptions
+    blrp: BatchOptions
+    metric: MetricOptions
     sampler: str
     sampler_arg: float
     shutdown_timeout: float
@@ -386,7 +395,7 @@ def _resolve_exporting(values: dict, signal: str, kind: str) -> Exporting:
     )
 
 
-def _batch(values: dict, prefix: str) -> tuple:
+def _batch(values: dict, prefix: str) -> BatchOptions:
     queue = values[f"{prefix}_MAX_QUEUE_SIZE"]
     batch = values[f"{prefix}_MAX_EXPORT_BATCH_SIZE"]
     if batch > queue:
@@ -394,7 +403,9 @@ def _batch(values: dict, prefix: str) -> tuple:
             f"{prefix}_MAX_EXPORT_BATCH_SIZE={batch} is invalid: expected at most "
             f"{prefix}_MAX_QUEUE_SIZE ({queue})"
         )
-    return (values[f"{prefix}_SCHEDULE_DELAY"] / 1000.0, queue, batch)
+    return BatchOptions(
+        schedule_delay=values[f"{prefix}_SCHEDULE_DELAY"] / 1000.0, max_queue_size=queue, max_export_batch_size=batch
+    )
 
 
 def _module_available(name: str) -> bool:
@@ -429,8 +440,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         logs=exporting["logs"],
         bsp=_batch(values, "OTEL_BSP"),
         blrp=_batch(values, "OTEL_BLRP"),
-        metric_interval=values["OTEL_METRIC_EXPORT_INTERVAL"] / 1000.0,
-        metric_timeout=values["OTEL_METRIC_EXPORT_TIMEOUT"] / 1000.0,
+        metric=MetricOptions(
+            interval=values["OTEL_METRIC_EXPORT_INTERVAL"] / 1000.0,
+            timeout=values["OTEL_METRIC_EXPORT_TIMEOUT"] / 1000.0,
+        ),
         sampler=values["OTEL_TRACES_SAMPLER"],
         sampler_arg=values["OTEL_TRACES_SAMPLER_ARG"],
         shutdown_timeout=values[PREFIX + "SHUTDOWN_TIMEOUT"],

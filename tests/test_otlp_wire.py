@@ -248,7 +248,7 @@ def test_hand_built_spans_and_unencodable_values(caplog):
     with caplog.at_level(logging.ERROR):  # each encoder once, to count what each logs
         otlp_wire.encode_spans(raw_spans())
         official_encode(raw_spans())
-    ours = [r.getMessage() for r in caplog.records if r.name == "gunicorn_otel"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "gunicorn_otel._worker.otlp_wire"]
     theirs = [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
     assert len(ours) == len(theirs) == 5
     for key in ("too_big", "too_small", "bad_type", "bad_in_list", "surrogate"):
@@ -276,7 +276,7 @@ def test_string_fields_take_what_protobuf_takes(caplog):
     caplog.clear()
     with caplog.at_level(logging.ERROR):
         otlp_wire.encode_spans(spans)
-    assert len([r for r in caplog.records if r.name == "gunicorn_otel"]) == 2  # b"\xff" and 3
+    assert len([r for r in caplog.records if r.name == "gunicorn_otel._worker.otlp_wire"]) == 2  # b"\xff" and 3
 
 
 def test_resources_equal_but_hashed_apart_stay_apart():
@@ -584,13 +584,16 @@ def test_gevent_pipeline_queues_encoded_spans_and_sends_the_official_bytes(endpo
     # to encode each span as it ends; the batch it later posts must be the
     # official encoding of those spans.
     pytest.importorskip("gevent")
-    from gunicorn_otel._worker.models import threads as pipelines
+    from gunicorn_otel._master.deadline import Deadline
+    from gunicorn_otel._worker import models
     from gunicorn_otel._worker.counting import CountingExporter
     from gunicorn_otel._worker.stats import TRACES, ExportStats
+    from gunicorn_otel.settings import BatchOptions
 
     stats = ExportStats()
     exporter = CountingExporter(FastOTLPSpanExporter(endpoint=endpoint), TRACES, stats)
-    processor = pipelines.span_processor("gevent", exporter, stats, (60.0, 100, 50), shutdown_timeout=5.0)
+    options = BatchOptions(schedule_delay=60.0, max_queue_size=100, max_export_batch_size=50)
+    processor = models.get("gevent").span_processor(exporter, stats, options)
     ended = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource({"service.name": "pipeline"}), shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(ended))
@@ -605,4 +608,4 @@ def test_gevent_pipeline_queues_encoded_spans_and_sends_the_official_bytes(endpo
     ((_, _, body, _),) = _Receiver.requests
     assert body == official_encode(ended.get_finished_spans()).SerializeToString()
     assert stats.snapshot()[TRACES]["exported"] == 7
-    processor.shutdown()
+    processor.shutdown(Deadline.after(5.0))

@@ -5,7 +5,7 @@ import pathlib
 import pytest
 
 from gunicorn_otel import settings
-from gunicorn_otel.settings import SettingsError, load
+from gunicorn_otel.settings import BatchOptions, SettingsError, load
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -18,8 +18,8 @@ def test_defaults():
     assert s.traces.protocol == "http/protobuf"
     assert s.traces.endpoint == "http://localhost:4318/v1/traces"
     assert s.logs.endpoint == "http://localhost:4318/v1/logs"
-    assert s.bsp == (5.0, 2048, 512)
-    assert s.blrp == (1.0, 2048, 512)
+    assert s.bsp == BatchOptions(schedule_delay=5.0, max_queue_size=2048, max_export_batch_size=512)
+    assert s.blrp == BatchOptions(schedule_delay=1.0, max_queue_size=2048, max_export_batch_size=512)
 
 
 def test_per_signal_values_win_over_general_ones():

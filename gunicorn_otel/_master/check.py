@@ -22,16 +22,6 @@ from gunicorn_otel._master import worker_kinds
 OK, WARN, ERROR = 0, 1, 2
 
 
-def _processor_for(kind: worker_kinds.WorkerKind, choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if kind.model == worker_kinds.GEVENT:
-        return "gevent (greenlet batch processors)"
-    if kind.model is None:
-        return "gevent if patched at post_worker_init, else SDK batch"
-    return "SDK batch (one thread per signal)"
-
-
 def _reachable(endpoint: str, timeout: float) -> tuple[bool, str]:
     parsed = urllib.parse.urlsplit(endpoint)
     host = parsed.hostname or "localhost"
@@ -102,7 +92,7 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
         report["workers"][kind.name] = {
             "class": cls,
             "built_in": kind.build_at,
-            "processor": _processor_for(kind, s.processor),
+            "processor": worker_kinds.describe(kind, s.processor),
         }
 
     for sig in s.enabled_signals():

@@ -1,10 +1,15 @@
-"""Run blocking SDK calls against one deadline.
+"""The one exit clock: a ``Deadline`` made in a hook and passed down to every processor.
+
+A hook (``worker_exit``, ``worker_abort``, the FastAPI lifespan's exit) makes one
+``Deadline`` from ``GUNICORN_OTEL_SHUTDOWN_TIMEOUT``; ``Runtime.shutdown`` and
+``force_flush`` take it, share it between signals and hand it to each
+processor's ``shutdown``, so there is no second clock to disagree with.
 
 The SDK cannot bound its own exit: ``force_flush(timeout)`` ignores the timeout,
 ``TracerProvider.shutdown()`` takes none and may join for 30 s per processor,
-and the OTLP exporters retry for ~10 s.  So each call runs in a helper and we
-stop waiting at the deadline; a helper still stuck then is abandoned (daemon)
-and dies with the process.
+and the OTLP exporters retry for ~10 s.  So ``run_all`` runs each blocking call
+in a helper and stops waiting at the deadline; a helper still stuck then is
+abandoned (daemon) and dies with the process.
 
 After ``gevent.monkey.patch_all()`` ``threading.Thread`` is a greenlet and
 ``join(timeout)`` yields to the hub, so the same code is cooperative under
@@ -18,10 +23,40 @@ import threading
 import time
 from typing import Callable
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
 
-def run_all(calls: dict[str, Callable[[], object]], deadline: float) -> dict[str, bool]:
+class Deadline:
+    """A moment on ``time.monotonic()``'s clock; immutable."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self.at - time.monotonic())
+
+    def remaining_millis(self) -> float:
+        return self.remaining() * 1000.0
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def earlier_by(self, seconds: float) -> Deadline:
+        """The same deadline minus a reserve kept for what runs after."""
+        return Deadline(self.at - seconds)
+
+    def __repr__(self) -> str:
+        return f"Deadline(in {self.at - time.monotonic():.3f}s)"
+
+
+def run_all(calls: dict[str, Callable[[], object]], deadline: Deadline) -> dict[str, bool]:
     """Start every call at once, wait until each ends or ``deadline`` passes.
 
     Returns name -> finished in time.  Exceptions are logged, never raised:
@@ -41,6 +76,6 @@ def run_all(calls: dict[str, Callable[[], object]], deadline: float) -> dict[str
         thread.start()
         threads[name] = thread
     for name, thread in threads.items():
-        thread.join(max(0.0, deadline - time.monotonic()))
+        thread.join(deadline.remaining())
         done[name] = not thread.is_alive()
     return done

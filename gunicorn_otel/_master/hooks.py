@@ -1,4 +1,4 @@
-"""What each Gunicorn hook does, delegated to the process's ``Runtime``.
+"""What each Gunicorn hook does, delegated to the process's ``Runtime`` and its model.
 
 ``conf.py`` holds one-line hooks that call these functions.  This module is
 imported by ``conf.py`` in the master at config-load time, so it imports only
@@ -9,18 +9,16 @@ the build point of its worker kind (after gevent patching for gevent).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
-import time
 import traceback
 
-from gunicorn_otel._master import boot_signals
 from gunicorn_otel import settings as settings_module
-from gunicorn_otel._master import worker_kinds
+from gunicorn_otel._master import boot_signals, forksafe, slots, worker_kinds
+from gunicorn_otel._master.deadline import Deadline
 from gunicorn_otel.settings import Settings, SettingsError
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
 # Abort path: the master SIGKILLs about 1 s after SIGABRT.
 ABORT_FLUSH_SECONDS = 0.5
@@ -34,6 +32,11 @@ class _State:
 
 
 state = _State()
+
+
+def loaded_settings() -> Settings | None:
+    """The settings ``gunicorn_otel.conf`` loaded in this process (or its master), if it was loaded."""
+    return state.settings
 
 
 def load_settings() -> Settings:
@@ -89,16 +92,8 @@ def on_exit(server) -> None:
 
 
 def pre_fork(server, worker) -> None:
-    """Give the worker a stable slot 1..N, reusing the slot of a worker that left.
-
-    Runs in the master before ``fork``; the attribute travels with the worker
-    object into the child.  Gunicorn has no such number (gunicorn #1352).
-    """
-    taken = {getattr(w, "otel_slot", None) for w in server.WORKERS.values()}
-    slot = 1
-    while slot in taken:
-        slot += 1
-    worker.otel_slot = slot
+    """Give the worker a stable slot 1..N (``slots``), then count the spawn."""
+    slots.assign(server, worker)
     from gunicorn_otel._master import master_telemetry
 
     master_telemetry.worker_spawning(server, worker)
@@ -108,24 +103,28 @@ def post_fork(server, worker) -> None:
     boot_signals.install()
     _adopt_gunicorn_log_handlers(server.log)
     kind = state.kind = worker_kinds.classify(type(worker))
-    if kind.model == worker_kinds.GEVENT:
-        from gunicorn_otel._worker.models.gevent import prepare
+    if kind.model is not None and not _settings().disabled:
+        try:
+            from gunicorn_otel._worker import models
 
-        prepare(_settings())
+            models.get(kind.model).prepare(_settings())
+        except Exception:  # noqa: BLE001 - costs telemetry, never the worker
+            logging.getLogger("gunicorn.error").exception(
+                "gunicorn-otel: %s set-up failed in worker %s", kind.model, forksafe.pid()
+            )
     if kind.build_at == worker_kinds.POST_FORK:
-        _start(kind.model, worker)
+        _start(kind.model or worker_kinds.THREADS, worker)
 
 
 def post_worker_init(worker) -> None:
     stop = boot_signals.pending()
     if stop is not None:
         log.info("gunicorn-otel: worker %s got %s while booting; exiting before serving",
-                 os.getpid(), signal.Signals(stop).name)
+                 forksafe.pid(), signal.Signals(stop).name)
         raise SystemExit(0)
     kind = state.kind or worker_kinds.classify(type(worker))
     if kind.build_at == worker_kinds.POST_WORKER_INIT:
-        model = kind.model or (worker_kinds.GEVENT if worker_kinds.gevent_patched() else worker_kinds.THREADS)
-        _start(model, worker)
+        _start(worker_kinds.model_at_post_worker_init(kind), worker)
     if kind.uvicorn_signals:
         _restore_worker_exit_on_sigterm()
     from gunicorn_otel._worker import runtime
@@ -137,7 +136,7 @@ def post_worker_init(worker) -> None:
         wrap_loaded_app(worker)
     log.info(
         "gunicorn-otel: worker %s ready (%s worker, %s)",
-        os.getpid(),
+        forksafe.pid(),
         kind.name,
         f"{current.processor} processor" if current is not None and current.started else "telemetry off",
     )
@@ -146,13 +145,13 @@ def post_worker_init(worker) -> None:
 def worker_exit(server, worker) -> None:
     # Arbiter.kill_worker calls this hook in the master when the worker is
     # already gone (ESRCH); only the worker's own process may flush.
-    if os.getpid() != worker.pid:
+    if forksafe.pid() != worker.pid:
         return
     from gunicorn_otel._worker import runtime
 
     current = runtime.current()
     if current is not None:
-        current.shutdown(time.monotonic() + _settings().shutdown_timeout)
+        current.shutdown(Deadline.after(_settings().shutdown_timeout))
 
 
 def worker_abort(worker) -> None:
@@ -166,34 +165,32 @@ def worker_abort(worker) -> None:
 
     stack = "".join(traceback.format_stack(sys._getframe(1)))
     log_error = logging.getLogger("gunicorn.error")
-    log_error.error("gunicorn-otel: worker %s timed out; request stack:\n%s", os.getpid(), stack)
+    log_error.error("gunicorn-otel: worker %s timed out; request stack:\n%s", forksafe.pid(), stack)
     current = runtime.current()
     if current is not None:
-        current.force_flush(time.monotonic() + min(ABORT_FLUSH_SECONDS, _settings().shutdown_timeout))
+        current.force_flush(Deadline.after(min(ABORT_FLUSH_SECONDS, _settings().shutdown_timeout)))
 
 
-def _start(model: str, worker) -> None:
-    """Build this worker's runtime; a failure costs telemetry, never the worker."""
+def _start(worker_model: str, worker) -> None:
+    """Build this worker's runtime; a failure costs telemetry, never the worker.
+
+    ``worker_model`` does its set-up (gevent: gRPC's ``init_gevent``);
+    ``GUNICORN_OTEL_PROCESSOR`` picks whose pipelines are built
+    (``worker_kinds.pipeline_model``), by default the same model's.
+    """
     s = _settings()
     if s.disabled:
         return
-    processor = s.processor
-    if processor == "auto":
-        processor = "gevent" if model == worker_kinds.GEVENT else "batch"
-    attributes = {"gunicorn.worker.slot": getattr(worker, "otel_slot", 0)}
+    attributes = {"gunicorn.worker.slot": slots.of(worker) or 0}
     try:
-        from gunicorn_otel._worker import runtime
+        from gunicorn_otel._worker import models, runtime
 
-        if model == worker_kinds.GEVENT:
-            from gunicorn_otel._worker.models import gevent as gevent_support
-
-            if gevent_support.uses_grpc(s):
-                gevent_support.init_grpc_for_gevent()
-
-        runtime.get_or_create(s, processor=processor, resource_attributes=attributes).start()
+        models.get(worker_model).setup(s)
+        model = worker_kinds.pipeline_model(worker_model, s.processor)
+        runtime.get_or_create(s, model=model, resource_attributes=attributes).start()
     except Exception:  # noqa: BLE001
         logging.getLogger("gunicorn.error").exception(
-            "gunicorn-otel: telemetry could not start in worker %s; serving without it", os.getpid()
+            "gunicorn-otel: telemetry could not start in worker %s; serving without it", forksafe.pid()
         )
 
 
@@ -209,7 +206,7 @@ def _adopt_gunicorn_log_handlers(glogger) -> None:
     error_log = getattr(glogger, "error_log", None)
     if error_log is None:
         return
-    for name, level in (("gunicorn_otel", logging.INFO), ("opentelemetry", logging.WARNING)):
+    for name, level in (("gunicorn_otel", logging.INFO), ("fastapi_otel", logging.INFO), ("opentelemetry", logging.WARNING)):
         target = logging.getLogger(name)
         if target.handlers:
             continue

@@ -13,7 +13,7 @@ SDK object at all:
 * one daemon thread, started in ``when_ready``, POSTs cumulative counters, a
   worker-count gauge and one log record per event as OTLP/HTTP protobuf
   (built with ``opentelemetry-proto``) with a short timeout;
-* ``os.register_at_fork(after_in_child=...)`` drops the whole object, and the
+* an after-fork callback (``forksafe``) drops the whole object, and the
   logging handler below, in every child, which never touches them.
 
 Why a worker exited comes in two parts:
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import socket
 import threading
 import time
@@ -47,8 +46,9 @@ import urllib.parse
 import uuid
 
 from gunicorn_otel import __version__
+from gunicorn_otel._master import forksafe, slots
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
 # gunicorn/arbiter.py: Arbiter.WORKER_BOOT_ERROR and APP_LOAD_ERROR.
 _HALTING_EXIT_CODES = {3: "boot_failed", 4: "app_load_failed"}
@@ -60,17 +60,16 @@ _MAX_POST_SECONDS = 5.0
 _current: "MasterTelemetry | None" = None
 
 
+@forksafe.register
 def _drop_in_child() -> None:
     """Runs inside ``fork`` in every child (worker, dirty arbiter, USR2 re-exec)."""
     global _current
     current, _current = _current, None
     if current is not None:
         # logging's own after-fork hook (registered when logging was imported,
-        # so before this one) has already reset the module lock taken here.
+        # so before forksafe's) has already reset the module lock taken here.
         logging.getLogger("gunicorn.error").removeHandler(current.arbiter_records)
 
-
-os.register_at_fork(after_in_child=_drop_in_child)
 
 
 class _ArbiterRecords(logging.Handler):
@@ -82,7 +81,7 @@ class _ArbiterRecords(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args
-        if os.getpid() != self.telemetry.pid or not isinstance(args, tuple) or not args:
+        if forksafe.pid() != self.telemetry.pid or not isinstance(args, tuple) or not args:
             return
         msg = str(record.msg)
         if msg.startswith("Worker (pid:%s) exited with code") and len(args) >= 2:
@@ -97,12 +96,12 @@ class MasterTelemetry:
     """State for the arbiter's telemetry; methods above ``_run`` run in the arbiter's thread."""
 
     def __init__(self, settings, arbiter, targets: dict) -> None:
-        self.pid = os.getpid()
+        self.pid = forksafe.pid()
         self.instance_id = str(uuid.uuid4())
         self.settings = settings
         self.arbiter = arbiter
         self.targets = targets  # signal ("metrics", "logs") -> Exporting, OTLP/HTTP only
-        self.interval = settings.metric_interval
+        self.interval = settings.metric.interval
         self.start_ns = time.time_ns()
         self.arbiter_records = _ArbiterRecords(self)
         self._lock = threading.Lock()  # counters and records; never held across I/O
@@ -444,7 +443,7 @@ def _targets(settings) -> dict:
 
 def _mine() -> "MasterTelemetry | None":
     current = _current
-    return current if current is not None and current.pid == os.getpid() else None
+    return current if current is not None and current.pid == forksafe.pid() else None
 
 
 def when_ready(server, settings) -> None:
@@ -466,14 +465,14 @@ def worker_spawning(server, worker) -> None:
     """``pre_fork``, after the worker got its slot."""
     current = _mine()
     if current is not None:
-        current.spawning(getattr(worker, "otel_slot", None))
+        current.spawning(slots.of(worker))
 
 
 def worker_exited(server, worker) -> None:
     """``child_exit``."""
     current = _mine()
     if current is not None:
-        current.exited(worker.pid, getattr(worker, "otel_slot", None), bool(getattr(worker, "aborted", False)))
+        current.exited(worker.pid, slots.of(worker), bool(getattr(worker, "aborted", False)))
 
 
 def reloading(server) -> None:

@@ -1,8 +1,13 @@
 """Which concurrency model a Gunicorn worker class uses, and where we build for it.
 
 One table, not a code path per class (the SDK's one-BatchProcessor habit): the
-runtime only needs to know the model (native threads or gevent greenlets) and
-the hook at which building SDK objects is safe.
+runtime only needs to know the concurrency model (native threads or gevent
+greenlets) and the hook at which building SDK objects is safe.  A model name
+here is a module of ``gunicorn_otel._worker.models``, which builds that model's
+pipelines and does its setup; ``GUNICORN_OTEL_PROCESSOR`` and
+``gunicorn-otel check`` resolve through ``PROCESSORS`` and ``pipeline_model``
+below, nowhere else.  Adding a model: a name here, a row or two in ``_TABLE``,
+and ``_worker/models/<name>.py``.
 
 * Thread-based workers (sync, gthread, tornado, Gunicorn's asgi, uvicorn's
   worker) build in ``post_fork``: the first moment in the worker process, so
@@ -22,8 +27,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Concurrency models: each is a module of ``gunicorn_otel._worker.models``.
 THREADS = "threads"
 GEVENT = "gevent"
+SIMPLE = "simple"  # not a worker's model: inline export on the caller, for debugging
+
+# ``GUNICORN_OTEL_PROCESSOR`` value -> the model whose pipelines are built
+# (None: the worker class's own model).  The settings table validates against it.
+PROCESSORS: dict[str, str | None] = {"auto": None, "batch": THREADS, "gevent": GEVENT, "simple": SIMPLE}
+
+DESCRIPTIONS = {
+    THREADS: "SDK batch (one thread per signal)",
+    GEVENT: "gevent (greenlet batch processors)",
+    SIMPLE: "simple (export inline; debugging)",
+}
 
 POST_FORK = "post_fork"
 POST_WORKER_INIT = "post_worker_init"
@@ -57,6 +74,23 @@ def classify(worker_class: type) -> WorkerKind:
         if kind is not None:
             return kind
     return UNKNOWN
+
+
+def pipeline_model(worker_model: str, processor: str) -> str:
+    """The model whose pipelines a worker of ``worker_model`` builds under ``GUNICORN_OTEL_PROCESSOR``."""
+    return PROCESSORS[processor] or worker_model
+
+
+def describe(kind: WorkerKind, processor: str) -> str:
+    """What ``gunicorn-otel check`` prints for a worker kind: the same resolution the worker makes."""
+    if kind.model is None and PROCESSORS[processor] is None:
+        return f"{DESCRIPTIONS[GEVENT]} if patched at post_worker_init, else {DESCRIPTIONS[THREADS]}"
+    return DESCRIPTIONS[pipeline_model(kind.model or THREADS, processor)]
+
+
+def model_at_post_worker_init(kind: WorkerKind) -> str:
+    """A known kind's model, or for an unknown class the one gevent's patch state says."""
+    return kind.model or (GEVENT if gevent_patched() else THREADS)
 
 
 def table() -> dict[str, WorkerKind]:

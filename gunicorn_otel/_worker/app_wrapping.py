@@ -38,7 +38,7 @@ import logging
 import os
 import sys
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
 SANITIZE_VARIABLE = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
 # Regexes, matched case-insensitively against the whole header name by the middleware.

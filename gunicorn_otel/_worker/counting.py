@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
 from gunicorn_otel._worker.stats import EXPORT_FAILED, METRICS, ExportStats
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
 
 def _succeeded(result) -> bool:

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - only if the SDK moves it
         pass
 
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
 # The parent's attributes ``export`` uses; the tests assert each one exists.
 PARENT_ATTRIBUTES = ("_shutdown", "_max_request_size", "_metrics", "_client")

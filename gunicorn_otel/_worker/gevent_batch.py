@@ -44,7 +44,6 @@ from __future__ import annotations
 import collections
 import copy
 import logging
-import os
 
 import gevent
 import gevent.event
@@ -55,22 +54,16 @@ from opentelemetry.sdk._logs._internal import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 
+from gunicorn_otel._master import forksafe
+from gunicorn_otel._master.deadline import Deadline
 from gunicorn_otel._worker.stats import EXPORT_FAILED, QUEUE_FULL, SHUTDOWN_DEADLINE
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
-# Forks of this process so far, as seen in the child: a batcher built before
-# a fork belongs to the parent.  Cheaper per item than ``os.getpid()``, which
-# is a system call.
-_forks = 0
-
-
-def _count_fork() -> None:
-    global _forks
-    _forks += 1
-
-
-os.register_at_fork(after_in_child=_count_fork)
+# A batcher remembers ``forksafe.generation`` when built: one found in a forked
+# child belongs to the parent.  Comparing it is cheaper per item than
+# ``os.getpid()``, which is a system call.
+_DEFAULT_SHUTDOWN_SECONDS = 30.0  # only when shut down with no deadline (the SDK's own default)
 
 
 class GreenletBatcher:
@@ -101,7 +94,7 @@ class GreenletBatcher:
         self._dispatcher = None
         self._prepare = prepare
         self._count_accepted = stats.acceptor(signal)
-        self._forks = _forks
+        self._generation = forksafe.generation
         self._shutdown = False
         self._pressure = max(max_export_batch_size, max_queue_size // 2)
         self._hub = gevent.get_hub()
@@ -110,7 +103,7 @@ class GreenletBatcher:
 
     def emit(self, item) -> None:
         """Take one item; never blocks (it yields once only under the pressure described above)."""
-        if self._forks != _forks:
+        if self._generation != forksafe.generation:
             return  # inherited across fork: the parent owns these items
         self._count_accepted()
         if self._shutdown:
@@ -185,18 +178,19 @@ class GreenletBatcher:
 
     def force_flush(self, timeout: float) -> bool:
         """Export everything queued now; give up after ``timeout`` seconds."""
-        if self._shutdown or self._forks != _forks:
+        if self._shutdown or self._generation != forksafe.generation:
             return False
         with gevent.Timeout(timeout, False):
             self._submit_ready(everything=True)
             return self._pool.join(timeout=timeout)
         return False
 
-    def shutdown(self, timeout: float) -> bool:
-        """Flush until ``timeout``, then abandon and count what is left."""
-        if self._shutdown or self._forks != _forks:
+    def shutdown(self, deadline: Deadline) -> bool:
+        """Flush until ``deadline``, then abandon and count what is left."""
+        if self._shutdown or self._generation != forksafe.generation:
             return True
         self._shutdown = True
+        timeout = deadline.remaining()
         self._wake.set()
         finished = False
         with gevent.Timeout(timeout, False):
@@ -222,15 +216,15 @@ class GreenletBatcher:
 class _BatcherProcessor:
     """What the span and log-record processors share: a batcher, and its flush and shutdown."""
 
-    def __init__(self, batcher: GreenletBatcher, *, shutdown_timeout: float) -> None:
+    def __init__(self, batcher: GreenletBatcher) -> None:
         self.batcher = batcher
-        self.shutdown_timeout = shutdown_timeout
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.batcher.force_flush(timeout_millis / 1000.0)
 
-    def shutdown(self) -> None:
-        self.batcher.shutdown(self.shutdown_timeout)
+    def shutdown(self, deadline: Deadline | None = None) -> bool:
+        """By the hook's ``deadline`` (``Runtime.shutdown``); the SDK's own call passes none."""
+        return self.batcher.shutdown(deadline or Deadline.after(_DEFAULT_SHUTDOWN_SECONDS))
 
 
 class GreenletSpanProcessor(_BatcherProcessor, SpanProcessor):

@@ -11,14 +11,15 @@ registration, and every wait is a ``gevent.Timeout``.
 from __future__ import annotations
 
 import logging
-import os
 
 import gevent
 import gevent.event
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.metrics.export import MetricReader
 
-log = logging.getLogger("gunicorn_otel")
+from gunicorn_otel._master import forksafe
+
+log = logging.getLogger(__name__)
 
 
 class GreenletMetricReader(MetricReader):
@@ -32,12 +33,12 @@ class GreenletMetricReader(MetricReader):
         self._timeout_millis = export_timeout_millis
         self._stopped = gevent.event.Event()
         self._ticker = None
-        self._pid = os.getpid()
+        self._generation = forksafe.generation
         self._is_shutdown = False
 
     def _set_collect_callback(self, func) -> None:
         super()._set_collect_callback(func)
-        if self._ticker is None and os.getpid() == self._pid:
+        if self._ticker is None and self._generation == forksafe.generation:
             self._ticker = gevent.spawn(self._tick)
 
     def _tick(self) -> None:

@@ -23,7 +23,7 @@ import logging
 
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
-_QUIET_PREFIXES = ("opentelemetry", "gunicorn_otel", "urllib3", "requests", "grpc")
+_QUIET_PREFIXES = ("opentelemetry", "gunicorn_otel", "fastapi_otel", "urllib3", "requests", "grpc")
 
 
 class _BridgeHandler(LoggingHandler):

@@ -75,7 +75,7 @@ from opentelemetry.trace.status import Status, StatusCode
 
 __all__ = ["EncodedSpan", "encode_span", "encode_spans"]
 
-log = logging.getLogger("gunicorn_otel")
+log = logging.getLogger(__name__)
 
 # -- wire primitives -------------------------------------------------------------
 

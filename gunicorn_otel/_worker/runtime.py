@@ -12,32 +12,56 @@ Facts this relies on:
 * Providers are built with ``shutdown_on_exit=False``: the SDK's own atexit
   shutdown is unbounded (30 s per batch processor) and, inherited by a forked
   child, would flush the parent's objects.  We shut down explicitly, bounded.
-* A runtime remembers its pid.  One found in a forked child (``--preload``
-  apps that started one, a test that forks) belongs to the parent: it is
-  dropped without flushing, since its queues hold the parent's telemetry.
+* A runtime belongs to the process that built it (``forksafe``).  One found in
+  a forked child (``--preload`` apps that started one, a test that forks)
+  belongs to the parent: the child drops it without flushing, since its queues
+  hold the parent's telemetry.
+
+Public for ``fastapi_otel``: ``current()``, ``get_or_create()``, ``hosted()``,
+and a ``Runtime``'s ``started``, ``settings``, ``stats``, ``force_flush`` and
+``shutdown``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 
-from gunicorn_otel._master import deadline as bounded
+from gunicorn_otel._master import forksafe
+from gunicorn_otel._master.deadline import Deadline, run_all
+from gunicorn_otel._master.worker_kinds import THREADS
 from gunicorn_otel.settings import Settings
 from gunicorn_otel._worker.stats import LOGS, METRICS, SHUTDOWN_DEADLINE, TRACES, ExportStats
 
-log = logging.getLogger("gunicorn_otel")
+__all__ = ["Deadline", "Runtime", "current", "get_or_create", "hosted"]
+
+log = logging.getLogger(__name__)
 
 _current: "Runtime | None" = None
 
 
+@forksafe.register
+def _drop_in_child() -> None:
+    """A runtime inherited across fork is the parent's: forget it, never flush it."""
+    global _current
+    _current = None
+
+
 def current() -> "Runtime | None":
     """The runtime of this process, if one was started here (not inherited)."""
-    if _current is not None and _current.pid == os.getpid():
-        return _current
-    return None
+    return _current
+
+
+def hosted() -> bool:
+    """True when gunicorn-otel's Gunicorn hooks run this process (``gunicorn_otel.conf`` was loaded).
+
+    The worker then owns the runtime's start and its bounded exit; a framework
+    integration (``fastapi_otel``) only flushes.
+    """
+    from gunicorn_otel._master import hooks
+
+    return hooks.loaded_settings() is not None
 
 
 def get_or_create(settings: Settings, **kwargs) -> "Runtime":
@@ -56,12 +80,16 @@ class Runtime:
         self,
         settings: Settings,
         *,
-        processor: str = "batch",
+        model: str = THREADS,
         resource_attributes: dict | None = None,
     ) -> None:
+        from gunicorn_otel._worker import models
+
         self.settings = settings
-        self.pid = os.getpid()
-        self.processor = processor
+        self.pid = forksafe.pid()
+        self._generation = forksafe.generation
+        self.model = models.get(model)
+        self.processor = self.model.processor
         self.instance_id = str(uuid.uuid4())
         self.extra_attributes = dict(resource_attributes or {})
         self.stats = ExportStats()
@@ -79,7 +107,7 @@ class Runtime:
 
     def start(self) -> None:
         """Build the providers and set them as the globals; a second call does nothing."""
-        if self.started or self.stopped or os.getpid() != self.pid:
+        if self.started or self.stopped or not self._here():
             return
         self.started = True
         if self.settings.disabled:
@@ -120,7 +148,6 @@ class Runtime:
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
 
-        from gunicorn_otel._worker.models import threads as pipelines
         from gunicorn_otel._worker.sampling import build_sampler
 
         s = self.settings
@@ -129,9 +156,7 @@ class Runtime:
             sampler=build_sampler(s.sampler, s.sampler_arg),
             shutdown_on_exit=False,
         )
-        self._span_processor = pipelines.span_processor(
-            self.processor, self._exporters[TRACES], self.stats, s.bsp, s.shutdown_timeout
-        )
+        self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, s.bsp)
         provider.add_span_processor(self._span_processor)
         self.tracer_provider = provider
         _set_global("TracerProvider", trace.set_tracer_provider, trace.get_tracer_provider, provider)
@@ -140,10 +165,8 @@ class Runtime:
         from opentelemetry import metrics
         from opentelemetry.sdk.metrics import MeterProvider
 
-        from gunicorn_otel._worker.models import threads as pipelines
-
         s = self.settings
-        reader = pipelines.metric_reader(self.processor, self._exporters[METRICS], s.metric_interval, s.metric_timeout)
+        reader = self.model.metric_reader(self._exporters[METRICS], s.metric)
         provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
         self.meter_provider = provider
         _set_global("MeterProvider", metrics.set_meter_provider, metrics.get_meter_provider, provider)
@@ -156,14 +179,11 @@ class Runtime:
         from opentelemetry import _logs
         from opentelemetry.sdk._logs import LoggerProvider
 
-        from gunicorn_otel._worker.models import threads as pipelines
         from gunicorn_otel._worker.log_bridge import LogBridge
 
         s = self.settings
         provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        self._log_processor = pipelines.log_processor(
-            self.processor, self._exporters[LOGS], self.stats, s.blrp, s.shutdown_timeout
-        )
+        self._log_processor = self.model.log_processor(self._exporters[LOGS], self.stats, s.blrp)
         provider.add_log_record_processor(self._log_processor)
         self.logger_provider = provider
         _set_global("LoggerProvider", _logs.set_logger_provider, _logs.get_logger_provider, provider)
@@ -183,20 +203,18 @@ class Runtime:
             if provider is not None
         }
 
-    def force_flush(self, deadline: float) -> bool:
-        """Export what is queued, giving up at ``deadline`` (``time.monotonic()``)."""
+    def force_flush(self, deadline: Deadline) -> bool:
+        """Export what is queued, giving up at ``deadline``; each provider gets what is left of it."""
         if not self._owns_live_providers():
             return True
 
         def flush(provider):
-            if provider is self.meter_provider:
-                return lambda: provider.force_flush(timeout_millis=_millis_until(deadline))
-            return provider.force_flush
+            return lambda: provider.force_flush(timeout_millis=deadline.remaining_millis())
 
-        done = bounded.run_all({name: flush(p) for name, p in self._providers().items()}, deadline)
+        done = run_all({name: flush(p) for name, p in self._providers().items()}, deadline)
         return all(done.values())
 
-    def shutdown(self, deadline: float) -> bool:
+    def shutdown(self, deadline: Deadline) -> bool:
         """Flush and stop every provider by ``deadline``; log one summary line.
 
         All three providers shut down at once so the bound is shared, not
@@ -211,10 +229,22 @@ class Runtime:
         if self._log_bridge is not None:
             self._log_bridge.detach()
 
-        def stop(provider):
+        processors = {TRACES: self._span_processor, LOGS: self._log_processor}
+        left_behind: set[str] = set()
+
+        def stop(signal, provider, by: Deadline):
             if provider is self.meter_provider:
-                return lambda: provider.shutdown(timeout_millis=_millis_until(deadline))
-            return provider.shutdown
+                return lambda: provider.shutdown(timeout_millis=by.remaining_millis())
+            processor = processors.get(signal)
+
+            def call() -> None:
+                # Our processor first, with the deadline; the provider's own
+                # shutdown then finds it stopped and only marks itself.
+                if processor is not None and processor.shutdown(by) is False:
+                    left_behind.add(signal)
+                provider.shutdown()
+
+            return call
 
         # Spans and logs first, metrics last: the final metric collection then
         # reports this worker's complete export counts (gunicorn_otel.exported).
@@ -222,9 +252,12 @@ class Runtime:
         providers = self._providers()
         meter = providers.pop(METRICS, None)
         reserve = min(0.5, 0.1 * self.settings.shutdown_timeout) if meter is not None else 0.0
-        done = bounded.run_all({name: stop(p) for name, p in providers.items()}, deadline - reserve)
+        first = deadline.earlier_by(reserve)
+        done = run_all({name: stop(name, p, first) for name, p in providers.items()}, first)
         if meter is not None:
-            done.update(bounded.run_all({METRICS: stop(meter)}, deadline))
+            done.update(run_all({METRICS: stop(METRICS, meter, deadline)}, deadline))
+        for signal in list(left_behind):
+            done[signal] = False
         for signal, finished in done.items():
             if not finished:
                 self._abandon(signal)
@@ -253,12 +286,11 @@ class Runtime:
         unaccounted = counts["accepted"] - counts["exported"] - sum(counts["dropped"].values())
         self.stats.dropped(signal, SHUTDOWN_DEADLINE, unaccounted)
 
+    def _here(self) -> bool:
+        return self._generation == forksafe.generation
+
     def _owns_live_providers(self) -> bool:
-        return self.started and not self.stopped and os.getpid() == self.pid
-
-
-def _millis_until(deadline: float) -> float:
-    return max(0.0, (deadline - time.monotonic()) * 1000.0)
+        return self.started and not self.stopped and self._here()
 
 
 def _set_global(what: str, setter, getter, provider) -> None:

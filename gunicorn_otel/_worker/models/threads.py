@@ -1,22 +1,23 @@
-"""Processors and metric readers for one concurrency model.
+"""The thread model: sync, gthread, tornado, Gunicorn's asgi and uvicorn's workers.
 
-One batching mechanism per model, shared by spans and log records:
-
-* ``batch``: the SDK's ``BatchSpanProcessor``/``BatchLogRecordProcessor`` and
-  ``PeriodicExportingMetricReader`` (a native thread each).  Right for thread
-  workers; the subclasses below only add loss accounting.
-* ``gevent``: our greenlet processors (``greenlet_batch``), because the stock
-  processor built after patching dropped ~94% of spans under load.
-* ``simple``: export inline on the caller; for debugging only.
+One batching mechanism shared by spans and log records: the SDK's
+``BatchSpanProcessor``/``BatchLogRecordProcessor`` and
+``PeriodicExportingMetricReader``, a native thread each.  The subclasses below
+only add loss accounting, and take the exit ``Deadline`` in ``shutdown``.
+(gevent workers use ``models/gevent.py``: the stock processor built after
+patching dropped ~94% of spans under load.)
 """
 
 from __future__ import annotations
 
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from gunicorn_otel._master.deadline import Deadline
+from gunicorn_otel._worker.models import Model
 from gunicorn_otel._worker.stats import LOGS, QUEUE_FULL, TRACES, ExportStats
+from gunicorn_otel.settings import BatchOptions, MetricOptions
 
 
 class _QueueAccounting:
@@ -42,6 +43,21 @@ class _QueueAccounting:
 
     def pending(self) -> int:
         return len(self._deque) if self._deque is not None else 0
+
+    def shutdown(self, deadline: Deadline | None = None) -> bool:
+        """Stop by ``deadline``; True if the export thread finished (nothing left behind).
+
+        The SDK's inner processor takes a timeout its wrapper does not pass.
+        When its join times out it returns with the thread still exporting and
+        items still queued: we report that, so ``Runtime`` counts them.
+        """
+        inner = getattr(self, "_batch_processor", None)
+        if deadline is None or inner is None:
+            super().shutdown()  # type: ignore[misc]
+            return True
+        inner.shutdown(timeout_millis=deadline.remaining_millis())
+        thread = getattr(inner, "_worker_thread", None)
+        return thread is None or not thread.is_alive()
 
 
 class CountedBatchSpanProcessor(_QueueAccounting, BatchSpanProcessor):
@@ -76,68 +92,28 @@ class CountedBatchLogRecordProcessor(_QueueAccounting, BatchLogRecordProcessor):
         super().on_emit(log_record)
 
 
-class CountedSimpleSpanProcessor(SimpleSpanProcessor):
-    def __init__(self, exporter, stats: ExportStats) -> None:
-        super().__init__(exporter)
-        self._stats = stats
-
-    def on_end(self, span) -> None:
-        if span.context.trace_flags.sampled:
-            self._stats.accepted(TRACES)
-        super().on_end(span)
+def _batch_kwargs(options: BatchOptions) -> dict:
+    return {
+        "schedule_delay_millis": options.schedule_delay * 1000,
+        "max_queue_size": options.max_queue_size,
+        "max_export_batch_size": options.max_export_batch_size,
+    }
 
 
-class CountedSimpleLogRecordProcessor(SimpleLogRecordProcessor):
-    def __init__(self, exporter, stats: ExportStats) -> None:
-        super().__init__(exporter)
-        self._stats = stats
+class ThreadModel(Model):
+    name = "threads"
+    processor = "batch"
 
-    def on_emit(self, log_record) -> None:
-        self._stats.accepted(LOGS)
-        super().on_emit(log_record)
+    def span_processor(self, exporter, stats: ExportStats, options: BatchOptions):
+        return CountedBatchSpanProcessor(exporter, stats, **_batch_kwargs(options))
 
+    def log_processor(self, exporter, stats: ExportStats, options: BatchOptions):
+        return CountedBatchLogRecordProcessor(exporter, stats, **_batch_kwargs(options))
 
-def span_processor(kind: str, exporter, stats: ExportStats, bsp: tuple, shutdown_timeout: float):
-    delay, queue, batch = bsp
-    if kind == "gevent":
-        from gunicorn_otel._worker.gevent_batch import GreenletBatcher, GreenletSpanProcessor
-
-        return GreenletSpanProcessor(
-            GreenletBatcher(exporter, signal=TRACES, stats=stats, schedule_delay=delay,
-                            max_export_batch_size=batch, max_queue_size=queue,
-                            prepare=getattr(exporter, "prepare_span", None)),
-            shutdown_timeout=shutdown_timeout,
+    def metric_reader(self, exporter, options: MetricOptions):
+        return PeriodicExportingMetricReader(
+            exporter, export_interval_millis=options.interval * 1000, export_timeout_millis=options.timeout * 1000
         )
-    if kind == "simple":
-        return CountedSimpleSpanProcessor(exporter, stats)
-    return CountedBatchSpanProcessor(
-        exporter, stats, schedule_delay_millis=delay * 1000, max_queue_size=queue, max_export_batch_size=batch
-    )
 
 
-def log_processor(kind: str, exporter, stats: ExportStats, blrp: tuple, shutdown_timeout: float):
-    delay, queue, batch = blrp
-    if kind == "gevent":
-        from gunicorn_otel._worker.gevent_batch import GreenletBatcher, GreenletLogRecordProcessor, detached_log_record
-
-        return GreenletLogRecordProcessor(
-            GreenletBatcher(exporter, signal=LOGS, stats=stats, schedule_delay=delay,
-                            max_export_batch_size=batch, max_queue_size=queue, prepare=detached_log_record),
-            shutdown_timeout=shutdown_timeout,
-        )
-    if kind == "simple":
-        return CountedSimpleLogRecordProcessor(exporter, stats)
-    return CountedBatchLogRecordProcessor(
-        exporter, stats, schedule_delay_millis=delay * 1000, max_queue_size=queue, max_export_batch_size=batch
-    )
-
-
-def metric_reader(kind: str, exporter, interval: float, timeout: float):
-    if kind == "gevent":
-        from gunicorn_otel._worker.gevent_metric_reader import GreenletMetricReader
-
-        return GreenletMetricReader(exporter, export_interval_millis=interval * 1000,
-                                    export_timeout_millis=timeout * 1000)
-    return PeriodicExportingMetricReader(
-        exporter, export_interval_millis=interval * 1000, export_timeout_millis=timeout * 1000
-    )
+MODEL = ThreadModel()
