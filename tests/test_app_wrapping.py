@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import otel_env
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
 SERVER = 2
 
 

@@ -20,6 +20,8 @@ from tests.conftest import otel_env
 from tests.support.gunicorn_process import APPS, ROOT, free_port, load, pid_alive
 from tests.support.receiver import blackhole
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
 SERVER = 2  # SPAN_KIND_SERVER
 ITEM_ROUTE = "GET /items/{item_id}"
 WORKER_CLASSES = ["asgi", "uvicorn_worker.UvicornWorker"]

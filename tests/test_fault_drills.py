@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import otel_env
 from tests.support.gunicorn_process import load, pid_alive
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
 SUMMARY = re.compile(
     r"gunicorn-otel: pid (\d+) flushed in ([\d.]+)s[^:]*: traces accepted=(\d+) exported=(\d+) dropped=(\d+)(?: \(([^)]*)\))?"
 )

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import otel_env
 from tests.support.receiver import blackhole
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
 THREAD_WORKERS = [
     ("sync", "wsgi_app:app"),
     ("gthread", "wsgi_app:app"),

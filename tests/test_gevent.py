@@ -12,6 +12,8 @@ from tests.conftest import otel_env
 from tests.support.gunicorn_process import load
 from tests.support.receiver import OTLPGrpcReceiver, blackhole
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
 # What the usual recipes print under gevent; none of it may appear with ours.
 BAD_LOG = re.compile(r"Traceback|MonkeyPatchWarning|KeyError|Exception ignored|Warning|Queue full|Failed to export")
 

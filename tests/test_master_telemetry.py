@@ -10,9 +10,13 @@ import os
 import signal
 import time
 
+import pytest
+
 from tests.conftest import otel_env
 from tests.support.gunicorn_process import pid_alive
 from tests.support.receiver import attributes, blackhole
+
+pytestmark = pytest.mark.slow  # real Gunicorn processes
 
 MASTER = "master"
 BOOT_CAUSE = "gunicorn.worker.boot.cause"

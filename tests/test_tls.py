@@ -11,7 +11,10 @@ import pytest
 from tests.conftest import otel_env
 from tests.support.receiver import OTLPGrpcReceiver, OTLPReceiver
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates"),
+]
 
 
 @pytest.fixture(scope="module")
