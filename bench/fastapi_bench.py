@@ -50,13 +50,23 @@ def configurations(native: bool) -> list[tuple[str, str, str | None, dict]]:
     """(name, app, gunicorn config, extra environment) per row."""
     rows = [
         ("uninstrumented", "fastapi_app_bench:plain", None, {}),
-        ("upstream recipe (contrib + stock BSP in post_fork)", "fastapi_app_bench:contrib",
-         "python:bench.configs.upstream_post_fork", {}),
+        (
+            "upstream recipe (contrib + stock BSP in post_fork)",
+            "fastapi_app_bench:contrib",
+            "python:bench.configs.upstream_post_fork",
+            {},
+        ),
         ("gunicorn-otel (otel_lifespan)", "fastapi_app_bench:ours", "python:gunicorn_otel.conf", TRACES_ONLY),
     ]
     if native:
-        rows.append(("gunicorn-otel, operation_spans off", "fastapi_app_bench:ours_server_span_only",
-                     "python:gunicorn_otel.conf", TRACES_ONLY))
+        rows.append(
+            (
+                "gunicorn-otel, operation_spans off",
+                "fastapi_app_bench:ours_server_span_only",
+                "python:gunicorn_otel.conf",
+                TRACES_ONLY,
+            )
+        )
     return rows
 
 
@@ -68,7 +78,11 @@ class Receiver:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "tests.support.receiver", "--port", str(self.port)],
-            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+            cwd=str(ROOT),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
         )
         self._lock = threading.Lock()
         self._reports: list[int] = []
@@ -114,7 +128,9 @@ def drive(url: str, args) -> tuple[int, float]:
     if args.load == "wrk":
         out = subprocess.run(
             ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", url],
-            capture_output=True, text=True, timeout=args.duration + 60,
+            capture_output=True,
+            text=True,
+            timeout=args.duration + 60,
         ).stdout
         requests = int(re.search(r"(\d+) requests in", out).group(1))
         return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -131,8 +147,16 @@ def run_one(worker: str, row, args, receiver: Receiver, logdir: pathlib.Path) ->
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "bench", **extra}
     before = receiver.settled_count()
     log = logdir / f"{worker}-{app.split(':')[1]}-{time.monotonic_ns()}.log"
-    with GunicornProcess(app, worker_class=worker, workers=args.workers, config=config, env=env,
-                         log_path=log, args=("--no-control-socket",), ready_path=PATH) as proc:
+    with GunicornProcess(
+        app,
+        worker_class=worker,
+        workers=args.workers,
+        config=config,
+        env=env,
+        log_path=log,
+        args=("--no-control-socket",),
+        ready_path=PATH,
+    ) as proc:
         proc.start()
         requests, rps = drive(proc.base_url + PATH, args)
         proc.stop(signal.SIGTERM, timeout=60)
@@ -168,10 +192,14 @@ def main() -> int:
         receiver.stop()
 
     command = " ".join(["python bench/fastapi_bench.py", *sys.argv[1:]])
-    load_tool = f"wrk -t2 -c{args.connections}" if args.load == "wrk" else f"Python generator, {args.connections} connections"
+    load_tool = (
+        f"wrk -t2 -c{args.connections}" if args.load == "wrk" else f"Python generator, {args.connections} connections"
+    )
     print(f"`{command}`\n")
-    print(f"FastAPI {fastapi.__version__}, {args.workers} workers, {args.duration} s per run, {load_tool}, "
-          f"medians of {args.rounds} rounds; Python {platform.python_version()}; logs in {logdir}\n")
+    print(
+        f"FastAPI {fastapi.__version__}, {args.workers} workers, {args.duration} s per run, {load_tool}, "
+        f"medians of {args.rounds} rounds; Python {platform.python_version()}; logs in {logdir}\n"
+    )
     print("| worker | configuration | req/s (median) | min–max | vs uninstrumented | spans received / requests |")
     print("|---|---|---|---|---|---|")
     for worker in WORKERS:

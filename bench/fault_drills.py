@@ -74,11 +74,24 @@ def _quiet_get(proc, path):
 
 # (name, before start, halfway, extra gunicorn args, worker class or None, a worker dies without its exit line)
 DRILLS = [
-    ("collector down at start, back halfway", lambda r: r.set_mode("down"), lambda p, r: r.set_mode("ok"), (), None, False),
+    (
+        "collector down at start, back halfway",
+        lambda r: r.set_mode("down"),
+        lambda p, r: r.set_mode("ok"),
+        (),
+        None,
+        False,
+    ),
     ("collector goes down halfway", None, lambda p, r: r.set_mode("down"), (), None, False),
     ("collector answers after 1 s", lambda r: r.set_mode("slow", delay=1.0), None, (), None, False),
-    ("503 with Retry-After: 1, then healthy", lambda r: r.set_mode("unavailable", retry_after=1),
-     lambda p, r: r.set_mode("ok"), (), None, False),
+    (
+        "503 with Retry-After: 1, then healthy",
+        lambda r: r.set_mode("unavailable", retry_after=1),
+        lambda p, r: r.set_mode("ok"),
+        (),
+        None,
+        False,
+    ),
     ("black hole", lambda r: r.set_mode("blackhole"), None, (), None, False),
     ("HUP reload under load", None, _hup, (), None, False),
     ("max_requests recycling", None, None, ("--max-requests", "500", "--max-requests-jitter", "50"), None, False),
@@ -93,17 +106,30 @@ def run(name, before, midway, extra_args, worker_class, lossy, args, workdir) ->
         if before:
             before(receiver)
         env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "drill",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "2", "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "GUNICORN_OTEL_SHUTDOWN_TIMEOUT": str(BOUND), "GUNICORN_OTEL_MASTER_TELEMETRY": "false",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_SERVICE_NAME": "drill",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "GUNICORN_OTEL_SHUTDOWN_TIMEOUT": str(BOUND),
+            "GUNICORN_OTEL_MASTER_TELEMETRY": "false",
             "APP_SPANS_PER_REQUEST": "2",
         }
         log_path = pathlib.Path(workdir) / (re.sub(r"\W+", "-", name) + ".log")
-        with GunicornProcess("wsgi_app:app", worker_class=worker_class or args.worker_class, workers=2, env=env,
-                             log_path=log_path, args=("--no-control-socket", *extra_args)) as proc:
+        with GunicornProcess(
+            "wsgi_app:app",
+            worker_class=worker_class or args.worker_class,
+            workers=2,
+            env=env,
+            log_path=log_path,
+            args=("--no-control-socket", *extra_args),
+        ) as proc:
             proc.start()
-            wrk = subprocess.Popen(["wrk", "-t1", "-c20", f"-d{args.seconds}s", proc.base_url + "/"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            wrk = subprocess.Popen(
+                ["wrk", "-t1", "-c20", f"-d{args.seconds}s", proc.base_url + "/"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             rss_first, rss_peak = _sample_rss(proc, args.seconds / 2)
             if midway:
                 midway(proc, receiver)
@@ -132,9 +158,19 @@ def run(name, before, midway, extra_args, worker_class, lossy, args, workdir) ->
         and (received >= exported if lossy else exported <= received <= exported + in_flight)
         and stop.elapsed < BOUND + 3
     )
-    return {"name": name, "served": served, "accepted": accepted, "exported": exported, "received": received,
-            "dropped": dropped, "reasons": reasons, "exit": stop.elapsed, "workers": len(lines), "ok": ok,
-            "rss": (rss_first / 1024, rss_peak / 1024)}
+    return {
+        "name": name,
+        "served": served,
+        "accepted": accepted,
+        "exported": exported,
+        "received": received,
+        "dropped": dropped,
+        "reasons": reasons,
+        "exit": stop.elapsed,
+        "workers": len(lines),
+        "ok": ok,
+        "rss": (rss_first / 1024, rss_peak / 1024),
+    }
 
 
 def main() -> int:
@@ -147,15 +183,21 @@ def main() -> int:
         return 2
     workdir = tempfile.mkdtemp(prefix="fault-drills-")
     rows = [run(*drill, args, workdir) for drill in DRILLS]
-    print(f"`python bench/fault_drills.py --seconds {args.seconds} --worker-class {args.worker_class}` "
-          f"(2 workers, wrk -c20, spans 2/request, shutdown bound {BOUND:g} s)\n")
-    print("| drill | requests served | spans made | exported = received | dropped (reasons) | workers that exited | worker RSS MiB (first, peak) | Gunicorn stop s | accounted |")
+    print(
+        f"`python bench/fault_drills.py --seconds {args.seconds} --worker-class {args.worker_class}` "
+        f"(2 workers, wrk -c20, spans 2/request, shutdown bound {BOUND:g} s)\n"
+    )
+    print(
+        "| drill | requests served | spans made | exported = received | dropped (reasons) | workers that exited | worker RSS MiB (first, peak) | Gunicorn stop s | accounted |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         reasons = ", ".join(f"{k} {v:,}" for k, v in r["reasons"].items()) or "none"
         same = "=" if r["exported"] == r["received"] else "<"
-        print(f"| {r['name']} | {r['served']:,} | {r['accepted']:,} | {r['exported']:,} {same} {r['received']:,} | "
-              f"{r['dropped']:,} ({reasons}) | {r['workers']} | {r['rss'][0]:.0f}, {r['rss'][1]:.0f} | {r['exit']:.1f} | {'yes' if r['ok'] else 'NO'} |")
+        print(
+            f"| {r['name']} | {r['served']:,} | {r['accepted']:,} | {r['exported']:,} {same} {r['received']:,} | "
+            f"{r['dropped']:,} ({reasons}) | {r['workers']} | {r['rss'][0]:.0f}, {r['rss'][1]:.0f} | {r['exit']:.1f} | {'yes' if r['ok'] else 'NO'} |"
+        )
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -80,14 +80,22 @@ def run_one(name, config, extra_env, args, receiver, workdir) -> dict:
     }
     log_path = pathlib.Path(workdir) / f"{name.split()[0]}-{time.monotonic_ns()}.log"
     with GunicornProcess(
-        "bench.apps:app", worker_class="gevent", workers=2, config=config, env=env, log_path=log_path,
-        args=("--no-control-socket", "--worker-connections", "1000", "--graceful-timeout", "30"), ready_path="/",
+        "bench.apps:app",
+        worker_class="gevent",
+        workers=2,
+        config=config,
+        env=env,
+        log_path=log_path,
+        args=("--no-control-socket", "--worker-connections", "1000", "--graceful-timeout", "30"),
+        ready_path="/",
     ) as proc:
         proc.start()
         receiver_cpu_before = _self_cpu()
         wrk = subprocess.run(
             ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", proc.base_url + "/"],
-            capture_output=True, text=True, timeout=args.duration + 60,
+            capture_output=True,
+            text=True,
+            timeout=args.duration + 60,
         )
         cpu = sum(_cpu_seconds(pid) for pid in proc.live_worker_pids())
         receiver_cpu = _self_cpu() - receiver_cpu_before
@@ -105,8 +113,13 @@ def run_one(name, config, extra_env, args, receiver, workdir) -> dict:
     return {
         "cpu_us": cpu / max(requests_done, 1) * 1e6,
         "receiver_cpu_pct": 100.0 * receiver_cpu / args.duration,
-        "name": name, "rps": rps, "p99_ms": p99, "made": made, "delivered": delivered,
-        "stop_s": stop.elapsed, "bad_log": sorted(set(BAD_LOG.findall(log))),
+        "name": name,
+        "rps": rps,
+        "p99_ms": p99,
+        "made": made,
+        "delivered": delivered,
+        "stop_s": stop.elapsed,
+        "bad_log": sorted(set(BAD_LOG.findall(log))),
     }
 
 
@@ -128,11 +141,19 @@ def main() -> int:
                 if args.only and args.only not in name:
                     continue
                 results.setdefault(name, []).append(run_one(name, config, extra, args, receiver, workdir))
-    floor = statistics.median(r["rps"] for r in results.get("SDK floor (made, never exported)", [{"rps": float("nan")}]))
-    upstream = statistics.median(r["rps"] for r in results.get("upstream recipe (BSP in post_fork)", [{"rps": float("nan")}]))
-    print(f"\n`python bench/gevent_bench.py --duration {args.duration} --rounds {args.rounds} --connections {args.connections}`"
-          f" (2 gevent workers, 4 spans/request, wrk -t2 -c{args.connections}; medians of {args.rounds} rounds)\n")
-    print("| configuration | req/s | vs upstream | vs SDK floor | p99 ms | worker CPU us/req | receiver CPU % | spans delivered / made | stop s | log problems |")
+    floor = statistics.median(
+        r["rps"] for r in results.get("SDK floor (made, never exported)", [{"rps": float("nan")}])
+    )
+    upstream = statistics.median(
+        r["rps"] for r in results.get("upstream recipe (BSP in post_fork)", [{"rps": float("nan")}])
+    )
+    print(
+        f"\n`python bench/gevent_bench.py --duration {args.duration} --rounds {args.rounds} --connections {args.connections}`"
+        f" (2 gevent workers, 4 spans/request, wrk -t2 -c{args.connections}; medians of {args.rounds} rounds)\n"
+    )
+    print(
+        "| configuration | req/s | vs upstream | vs SDK floor | p99 ms | worker CPU us/req | receiver CPU % | spans delivered / made | stop s | log problems |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         rps = statistics.median(r["rps"] for r in runs)
@@ -147,7 +168,9 @@ def main() -> int:
         else:
             delivery = f"{sum(delivered):,} / {made:,} ({100.0 * sum(delivered) / max(made, 1):.1f}%)"
         problems = ", ".join(sorted({p for r in runs for p in r["bad_log"]})) or "none"
-        print(f"| {name} | {rps:,.0f} | {rps / upstream:.2f}x | {rps / floor:.2f}x | {p99:.1f} | {cpu:.0f} | {rcpu:.0f} | {delivery} | {stop:.1f} | {problems} |")
+        print(
+            f"| {name} | {rps:,.0f} | {rps / upstream:.2f}x | {rps / floor:.2f}x | {p99:.1f} | {cpu:.0f} | {rcpu:.0f} | {delivery} | {stop:.1f} | {problems} |"
+        )
     return 0
 
 

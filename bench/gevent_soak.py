@@ -68,15 +68,22 @@ def main() -> int:
             "APP_SPANS_PER_REQUEST": "4",
         }
         with GunicornProcess(
-            "bench.apps:app", worker_class="gevent", workers=2, env=env, log_path=workdir / "gunicorn.log",
-            args=("--no-control-socket", "--worker-connections", "1000"), ready_path="/",
+            "bench.apps:app",
+            worker_class="gevent",
+            workers=2,
+            env=env,
+            log_path=workdir / "gunicorn.log",
+            args=("--no-control-socket", "--worker-connections", "1000"),
+            ready_path="/",
         ) as proc:
             proc.start()
             workers = proc.live_worker_pids()
             total = args.phase * len(phases)
             wrk = subprocess.Popen(
                 ["wrk", "-t1", f"-c{args.connections}", f"-d{total}s", proc.base_url + "/"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             rows = []
             started = time.monotonic()
@@ -106,19 +113,25 @@ def main() -> int:
     summaries = SUMMARY.findall(log)
     exported = sum(int(s[2]) for s in summaries)
     dropped = sum(int(s[3]) for s in summaries)
-    print(f"`python bench/gevent_soak.py --phase {args.phase} --connections {args.connections}` "
-          f"(2 gevent workers, 4 spans/request, wrk -t1 -c{args.connections})\n")
+    print(
+        f"`python bench/gevent_soak.py --phase {args.phase} --connections {args.connections}` "
+        f"(2 gevent workers, 4 spans/request, wrk -t1 -c{args.connections})\n"
+    )
     print("| phase | spans received | workers' max RSS (MiB) |")
     print("|---|---|---|")
     for name, count, rss in rows:
         print(f"| {name} | {count:,} | {rss / 1024:.1f} |")
     print()
-    print(f"requests served: {requests:,} (non-2xx: {errors.group(1) if errors else 0}); "
-          f"spans made: {requests * 4:,} or more (wrk does not count requests in flight at its end)")
+    print(
+        f"requests served: {requests:,} (non-2xx: {errors.group(1) if errors else 0}); "
+        f"spans made: {requests * 4:,} or more (wrk does not count requests in flight at its end)"
+    )
     print(f"exported (workers' exit lines): {exported:,}; received: {received:,}; dropped: {dropped:,}")
     for s in summaries:
         print(f"  pid {s[0]}: exported={s[2]} dropped={s[3]} ({s[4] or 'none'}), flushed in {s[1]}s")
-    print(f"stop: {stop.elapsed:.1f}s (bound {bound:g}s); warm RSS {rss_warm / 1024:.1f} MiB, end {rows[-1][2] / 1024:.1f} MiB")
+    print(
+        f"stop: {stop.elapsed:.1f}s (bound {bound:g}s); warm RSS {rss_warm / 1024:.1f} MiB, end {rows[-1][2] / 1024:.1f} MiB"
+    )
     if any(count == 0 for name, count, _ in rows if name in ("healthy", "back")):
         failures.append("no spans received while the collector was healthy")
     if exported != received:

@@ -72,8 +72,15 @@ class GcClock:
 def run(prepare, *, with_processor: bool, requests: int, greenlets: int) -> dict:
     provider = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
     if with_processor:
-        batcher = GreenletBatcher(EncodingExporter(), signal=TRACES, stats=ExportStats(), schedule_delay=5.0,
-                                  max_export_batch_size=512, max_queue_size=2048, prepare=prepare)
+        batcher = GreenletBatcher(
+            EncodingExporter(),
+            signal=TRACES,
+            stats=ExportStats(),
+            schedule_delay=5.0,
+            max_export_batch_size=512,
+            max_queue_size=2048,
+            prepare=prepare,
+        )
         provider.add_span_processor(GreenletSpanProcessor(batcher))
     tracer = provider.get_tracer("bench.app")
 
@@ -113,17 +120,22 @@ def main() -> int:
     results = {name: [] for name, _, _ in rows}
     for _ in range(args.rounds):
         for name, prepare, with_processor in rows:
-            results[name].append(run(prepare, with_processor=with_processor,
-                                     requests=args.requests, greenlets=args.greenlets))
+            results[name].append(
+                run(prepare, with_processor=with_processor, requests=args.requests, greenlets=args.greenlets)
+            )
     floor = min(r["cpu_us"] for r in results[rows[0][0]])
-    print(f"`python bench/queue_gc_bench.py --requests {args.requests} --greenlets {args.greenlets} "
-          f"--rounds {args.rounds}` (4 spans/request; best of {args.rounds}; {len(heap):,} long-lived objects)\n")
+    print(
+        f"`python bench/queue_gc_bench.py --requests {args.requests} --greenlets {args.greenlets} "
+        f"--rounds {args.rounds}` (4 spans/request; best of {args.rounds}; {len(heap):,} long-lived objects)\n"
+    )
     print("| queue holds | CPU us/request | vs floor | GC us/request | GC collections |")
     print("|---|---:|---:|---:|---:|")
     for name, _, _ in rows:
         best = min(results[name], key=lambda r: r["cpu_us"])
-        print(f"| {name} | {best['cpu_us']:.1f} | {best['cpu_us'] / floor:.2f}x | {best['gc_us']:.1f} | "
-              f"{best['collections']:,} |")
+        print(
+            f"| {name} | {best['cpu_us']:.1f} | {best['cpu_us'] / floor:.2f}x | {best['gc_us']:.1f} | "
+            f"{best['collections']:,} |"
+        )
     return 0
 
 

@@ -52,8 +52,11 @@ def ensure_one_per_request(app, current) -> None:
     from fastapi import FastAPI
 
     if not isinstance(app, FastAPI):
-        warnings.warn(f"otel_lifespan: {type(app).__name__} is not a FastAPI app; no server spans added",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"otel_lifespan: {type(app).__name__} is not a FastAPI app; no server spans added",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return
     if not getattr(app, "_is_instrumented_by_opentelemetry", False):
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -16,8 +16,16 @@ from gunicorn_otel._master import hooks as _hooks
 _hooks.load_settings()
 
 __all__ = [
-    "on_starting", "when_ready", "pre_fork", "post_fork", "post_worker_init",
-    "worker_exit", "worker_abort", "child_exit", "on_reload", "on_exit",
+    "on_starting",
+    "when_ready",
+    "pre_fork",
+    "post_fork",
+    "post_worker_init",
+    "worker_exit",
+    "worker_abort",
+    "child_exit",
+    "on_reload",
+    "on_exit",
 ]
 
 

@@ -200,31 +200,92 @@ def _otlp_vars() -> list[Var]:
         target = scope.rstrip("_").lower() or "all signals"
         base = f"OTEL_EXPORTER_OTLP_{scope}"
         out += [
-            Var(base + "PROTOCOL", _choice("http/protobuf", "grpc"), None,
-                f"OTLP protocol for {target} (default http/protobuf)", "http/protobuf, grpc"),
-            Var(base + "ENDPOINT", _url, None,
-                f"OTLP endpoint for {target}" + (" (base URL, default http://localhost:4318, or :4317 for gRPC; /v1/<signal> is appended for HTTP)" if not scope else " (used as-is)"),
-                "http(s) URL"),
-            Var(base + "HEADERS", _headers, None, f"export headers for {target}; never logged",
-                "k=v,k2=v2", secret=True),
-            Var(base + "TIMEOUT", _positive("seconds"), None,
-                f"per-export timeout for {target}, in seconds (the Python SDK's unit; default 10)", "positive number"),
-            Var(base + "COMPRESSION", _choice("gzip", "deflate", "none"), None,
-                f"export compression for {target} (default none)", "gzip, deflate (HTTP only), none"),
-            Var(base + "CERTIFICATE", _existing_file, None, f"CA bundle to verify the collector for {target}", "file path"),
+            Var(
+                base + "PROTOCOL",
+                _choice("http/protobuf", "grpc"),
+                None,
+                f"OTLP protocol for {target} (default http/protobuf)",
+                "http/protobuf, grpc",
+            ),
+            Var(
+                base + "ENDPOINT",
+                _url,
+                None,
+                f"OTLP endpoint for {target}"
+                + (
+                    " (base URL, default http://localhost:4318, or :4317 for gRPC; /v1/<signal> is appended for HTTP)"
+                    if not scope
+                    else " (used as-is)"
+                ),
+                "http(s) URL",
+            ),
+            Var(
+                base + "HEADERS", _headers, None, f"export headers for {target}; never logged", "k=v,k2=v2", secret=True
+            ),
+            Var(
+                base + "TIMEOUT",
+                _positive("seconds"),
+                None,
+                f"per-export timeout for {target}, in seconds (the Python SDK's unit; default 10)",
+                "positive number",
+            ),
+            Var(
+                base + "COMPRESSION",
+                _choice("gzip", "deflate", "none"),
+                None,
+                f"export compression for {target} (default none)",
+                "gzip, deflate (HTTP only), none",
+            ),
+            Var(
+                base + "CERTIFICATE",
+                _existing_file,
+                None,
+                f"CA bundle to verify the collector for {target}",
+                "file path",
+            ),
             Var(base + "CLIENT_KEY", _existing_file, None, f"client TLS key for {target}", "file path"),
             Var(base + "CLIENT_CERTIFICATE", _existing_file, None, f"client TLS certificate for {target}", "file path"),
-            Var(base + "INSECURE", _bool, None, f"gRPC only: plaintext when the endpoint has no scheme, for {target}", "true, false"),
+            Var(
+                base + "INSECURE",
+                _bool,
+                None,
+                f"gRPC only: plaintext when the endpoint has no scheme, for {target}",
+                "true, false",
+            ),
         ]
     return out
 
 
 def _batch_vars(prefix: str, what: str, delay: int) -> list[Var]:
     return [
-        Var(f"{prefix}_SCHEDULE_DELAY", _positive("milliseconds", whole=True), delay, f"delay between {what} exports, ms", "positive integer"),
-        Var(f"{prefix}_MAX_QUEUE_SIZE", _positive("items", whole=True), 2048, f"{what} queued per worker before dropping", "positive integer"),
-        Var(f"{prefix}_MAX_EXPORT_BATCH_SIZE", _positive("items", whole=True), 512, f"{what} per export request", "positive integer <= queue size"),
-        Var(f"{prefix}_EXPORT_TIMEOUT", _positive("milliseconds", whole=True), 30000, f"accepted for compatibility; the SDK ignores it ({what})", "positive integer"),
+        Var(
+            f"{prefix}_SCHEDULE_DELAY",
+            _positive("milliseconds", whole=True),
+            delay,
+            f"delay between {what} exports, ms",
+            "positive integer",
+        ),
+        Var(
+            f"{prefix}_MAX_QUEUE_SIZE",
+            _positive("items", whole=True),
+            2048,
+            f"{what} queued per worker before dropping",
+            "positive integer",
+        ),
+        Var(
+            f"{prefix}_MAX_EXPORT_BATCH_SIZE",
+            _positive("items", whole=True),
+            512,
+            f"{what} per export request",
+            "positive integer <= queue size",
+        ),
+        Var(
+            f"{prefix}_EXPORT_TIMEOUT",
+            _positive("milliseconds", whole=True),
+            30000,
+            f"accepted for compatibility; the SDK ignores it ({what})",
+            "positive integer",
+        ),
     ]
 
 
@@ -234,16 +295,40 @@ VARS: tuple[Var, ...] = (
     Var("OTEL_RESOURCE_ATTRIBUTES", _resource_attributes, {}, "extra resource attributes", "k=v,k2=v2"),
     Var("OTEL_TRACES_EXPORTER", _exporter, "otlp", "where spans go", "otlp, console, none"),
     Var("OTEL_METRICS_EXPORTER", _exporter, "otlp", "where metrics go", "otlp, console, none"),
-    Var("OTEL_LOGS_EXPORTER", _exporter, "otlp", "where log records go (standard logging is bridged)", "otlp, console, none"),
+    Var(
+        "OTEL_LOGS_EXPORTER",
+        _exporter,
+        "otlp",
+        "where log records go (standard logging is bridged)",
+        "otlp, console, none",
+    ),
     *_otlp_vars(),
     *_batch_vars("OTEL_BSP", "spans", 5000),
     *_batch_vars("OTEL_BLRP", "log records", 1000),
-    Var("OTEL_METRIC_EXPORT_INTERVAL", _positive("milliseconds", whole=True), 60000, "metric export interval, ms", "positive integer"),
-    Var("OTEL_METRIC_EXPORT_TIMEOUT", _positive("milliseconds", whole=True), 30000, "metric export timeout, ms", "positive integer"),
+    Var(
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        _positive("milliseconds", whole=True),
+        60000,
+        "metric export interval, ms",
+        "positive integer",
+    ),
+    Var(
+        "OTEL_METRIC_EXPORT_TIMEOUT",
+        _positive("milliseconds", whole=True),
+        30000,
+        "metric export timeout, ms",
+        "positive integer",
+    ),
     Var("OTEL_TRACES_SAMPLER", _choice(*SAMPLERS), "parentbased_always_on", "sampler", ", ".join(SAMPLERS)),
     Var("OTEL_TRACES_SAMPLER_ARG", _ratio, 1.0, "ratio for the traceidratio samplers", "0 to 1"),
     *[
-        Var(name, _limit, None, "SDK limit; validated because a bad value breaks the SDK import", "non-negative integer or empty")
+        Var(
+            name,
+            _limit,
+            None,
+            "SDK limit; validated because a bad value breaks the SDK import",
+            "non-negative integer or empty",
+        )
         for name in (
             "OTEL_ATTRIBUTE_COUNT_LIMIT",
             "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
@@ -257,20 +342,48 @@ VARS: tuple[Var, ...] = (
             "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
         )
     ],
-    Var(PREFIX + "SHUTDOWN_TIMEOUT", _positive("seconds"), 5.0,
-        "total time a worker may spend flushing all signals at exit", "positive number of seconds"),
-    Var(PREFIX + "PROCESSOR", _choice(*PROCESSORS), "auto",
+    Var(
+        PREFIX + "SHUTDOWN_TIMEOUT",
+        _positive("seconds"),
+        5.0,
+        "total time a worker may spend flushing all signals at exit",
+        "positive number of seconds",
+    ),
+    Var(
+        PREFIX + "PROCESSOR",
+        _choice(*PROCESSORS),
+        "auto",
         "batching: auto (by worker class), batch (SDK threads), gevent (greenlets), simple (export inline; debugging)",
-        ", ".join(PROCESSORS)),
-    Var(PREFIX + "LOG_LEVEL", _choice("debug", "info", "warning", "error", "critical"), "info",
-        "lowest standard-logging level bridged to OTel logs", "debug, info, warning, error, critical"),
-    Var(PREFIX + "SELF_METRICS", _bool, True,
-        "export gunicorn_otel.* metrics: items exported and dropped by reason", "true, false"),
-    Var(PREFIX + "MASTER_TELEMETRY", _bool, True,
+        ", ".join(PROCESSORS),
+    ),
+    Var(
+        PREFIX + "LOG_LEVEL",
+        _choice("debug", "info", "warning", "error", "critical"),
+        "info",
+        "lowest standard-logging level bridged to OTel logs",
+        "debug, info, warning, error, critical",
+    ),
+    Var(
+        PREFIX + "SELF_METRICS",
+        _bool,
+        True,
+        "export gunicorn_otel.* metrics: items exported and dropped by reason",
+        "true, false",
+    ),
+    Var(
+        PREFIX + "MASTER_TELEMETRY",
+        _bool,
+        True,
         "export the master's own metrics and log records: worker boots, exits by reason, timeouts, reloads, count",
-        "true, false"),
-    Var(PREFIX + "WRAP_APP", _bool, False,
-        "wrap the loaded WSGI/ASGI app in OpenTelemetry's middleware (server span per request)", "true, false"),
+        "true, false",
+    ),
+    Var(
+        PREFIX + "WRAP_APP",
+        _bool,
+        False,
+        "wrap the loaded WSGI/ASGI app in OpenTelemetry's middleware (server span per request)",
+        "true, false",
+    ),
 )
 
 BY_NAME = {var.name: var for var in VARS}
@@ -400,8 +513,7 @@ def _batch(values: dict, prefix: str) -> BatchOptions:
     batch = values[f"{prefix}_MAX_EXPORT_BATCH_SIZE"]
     if batch > queue:
         raise SettingsError(
-            f"{prefix}_MAX_EXPORT_BATCH_SIZE={batch} is invalid: expected at most "
-            f"{prefix}_MAX_QUEUE_SIZE ({queue})"
+            f"{prefix}_MAX_EXPORT_BATCH_SIZE={batch} is invalid: expected at most {prefix}_MAX_QUEUE_SIZE ({queue})"
         )
     return BatchOptions(
         schedule_delay=values[f"{prefix}_SCHEDULE_DELAY"] / 1000.0, max_queue_size=queue, max_export_batch_size=batch
@@ -421,8 +533,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     values = {var.name: var.read(env) for var in VARS}
     exporting = {
-        signal: _resolve_exporting(values, signal, values[f"OTEL_{signal.upper()}_EXPORTER"])
-        for signal in SIGNAL_NAMES
+        signal: _resolve_exporting(values, signal, values[f"OTEL_{signal.upper()}_EXPORTER"]) for signal in SIGNAL_NAMES
     }
     if not values["OTEL_SDK_DISABLED"]:
         for signal, options in exporting.items():
@@ -483,7 +594,7 @@ def markdown_table() -> str:
             continue
         name = f"`{var.name}`"
         if var.name.startswith("OTEL_EXPORTER_OTLP_"):
-            suffix = var.name[len("OTEL_EXPORTER_OTLP_"):]
+            suffix = var.name[len("OTEL_EXPORTER_OTLP_") :]
             name += f" and `OTEL_EXPORTER_OTLP_{{TRACES,METRICS,LOGS}}_{suffix}`"
         rows.append(f"| {name} | {default(var)} | {var.accepted} | {var.doc} |")
     return "\n".join(rows)

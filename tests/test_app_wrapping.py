@@ -50,11 +50,17 @@ def get(proc, path, headers):
         conn.close()
 
 
-@pytest.mark.parametrize("worker_class, app", [
-    ("sync", "wsgi_app:app"), ("gthread", "wsgi_app:app"), ("gevent", "wsgi_app:app"),
-    ("asgi", "asgi_app:app"), ("uvicorn_worker.UvicornWorker", "asgi_app:app"),
-    ("sync", "flask_like_app:app"),
-])
+@pytest.mark.parametrize(
+    "worker_class, app",
+    [
+        ("sync", "wsgi_app:app"),
+        ("gthread", "wsgi_app:app"),
+        ("gevent", "wsgi_app:app"),
+        ("asgi", "asgi_app:app"),
+        ("uvicorn_worker.UvicornWorker", "asgi_app:app"),
+        ("sync", "flask_like_app:app"),
+    ],
+)
 def test_one_server_span_per_request(worker_class, app, receiver, gunicorn):
     proc = gunicorn(app, worker_class=worker_class, workers=1, env=wrap_env(receiver.endpoint))
     for _ in range(10):
@@ -79,28 +85,42 @@ def test_off_by_default(receiver, gunicorn):
     assert receiver.spans() and [s for s in receiver.spans() if s.kind == SERVER] == []
 
 
-@pytest.mark.parametrize("app, worker_class, path, named", [
-    ("fastapi_app:app", "asgi", "/items/1", "FastAPI"),
-    ("flask_like_app:fastapi_behind_middleware", "asgi", "/items/1", "PassThrough"),
-    ("flask_like_app:self_wrapped", "sync", "/", "FlaskLike"),
-])
+@pytest.mark.parametrize(
+    "app, worker_class, path, named",
+    [
+        ("fastapi_app:app", "asgi", "/items/1", "FastAPI"),
+        ("flask_like_app:fastapi_behind_middleware", "asgi", "/items/1", "PassThrough"),
+        ("flask_like_app:self_wrapped", "sync", "/", "FlaskLike"),
+    ],
+)
 def test_never_doubles_existing_instrumentation(app, worker_class, path, named, receiver, gunicorn):
     proc = gunicorn(app, worker_class=worker_class, workers=1, env=wrap_env(receiver.endpoint))
     for _ in range(5):
         assert proc.get(path)[0] == 200
     proc.stop(signal.SIGTERM, timeout=30)
-    assert len(server_spans(receiver, path)) == 5, [(s.name, s.attributes) for s in receiver.spans() if s.kind == SERVER]
+    assert len(server_spans(receiver, path)) == 5, [
+        (s.name, s.attributes) for s in receiver.spans() if s.kind == SERVER
+    ]
     assert f"not wrapping {named}" in proc.log_text()
 
 
 @pytest.mark.parametrize("worker_class, app", [("sync", "wsgi_app:app"), ("asgi", "asgi_app:app")])
 def test_headers(worker_class, app, receiver, gunicorn):
-    secrets = {"Authorization": "Bearer s3cret", "Cookie": "session=s3cret", "X-Api-Key": "s3cret", "X-Custom": "visible"}
+    secrets = {
+        "Authorization": "Bearer s3cret",
+        "Cookie": "session=s3cret",
+        "X-Api-Key": "s3cret",
+        "X-Custom": "visible",
+    }
     proc = gunicorn(app, worker_class=worker_class, workers=1, env=wrap_env(receiver.endpoint))
     assert get(proc, "/?default", secrets) == 200
     proc.stop(signal.SIGTERM, timeout=30)
-    captured = gunicorn(app, worker_class=worker_class, workers=1, env=wrap_env(
-        receiver.endpoint, OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST=".*"))
+    captured = gunicorn(
+        app,
+        worker_class=worker_class,
+        workers=1,
+        env=wrap_env(receiver.endpoint, OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST=".*"),
+    )
     assert get(captured, "/?captured", secrets) == 200
     captured.stop(signal.SIGTERM, timeout=30)
 

@@ -12,14 +12,24 @@ from tests.support.receiver import OTLPReceiver
 
 def check(env: dict, *args: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GUNICORN_OTEL_", "FASTAPI_OTEL_"))}
-    return subprocess.run([sys.executable, "-m", "gunicorn_otel", "check", *args], env={**clean, **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gunicorn_otel", "check", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_healthy_configuration_exits_0_and_redacts_headers():
     with OTLPReceiver() as receiver:
-        done = check({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "shop",
-                      "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=TOPSECRET"})
+        done = check(
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                "OTEL_SERVICE_NAME": "shop",
+                "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=TOPSECRET",
+            }
+        )
     assert done.returncode == 0, done.stdout
     assert "TOPSECRET" not in done.stdout
     assert "x-api-key" in done.stdout
@@ -28,8 +38,12 @@ def test_healthy_configuration_exits_0_and_redacts_headers():
 
 
 def test_unreachable_collector_and_traps_exit_1_in_json():
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "GUNICORN_OTEL_SHUTDOWN_TIMEOUT": "40",
-           "FASTAPI_OTEL_AUTO_CONFIGURE": "true", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "GUNICORN_OTEL_SHUTDOWN_TIMEOUT": "40",
+        "FASTAPI_OTEL_AUTO_CONFIGURE": "true",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    }
     done = check(env, "--json", "--connect-timeout", "0.5", "--", "--preload", "--graceful-timeout", "30")
     assert done.returncode == 1, done.stdout
     report = json.loads(done.stdout)

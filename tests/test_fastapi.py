@@ -26,8 +26,11 @@ SERVER = 2  # SPAN_KIND_SERVER
 ITEM_ROUTE = "GET /items/{item_id}"
 WORKER_CLASSES = ["asgi", "uvicorn_worker.UvicornWorker"]
 # Nothing is exported before the stop: every span at the receiver was delivered by the stop path.
-HOLD_SPANS = {"OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BSP_MAX_QUEUE_SIZE": "8192",
-              "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "8192"}
+HOLD_SPANS = {
+    "OTEL_BSP_SCHEDULE_DELAY": "600000",
+    "OTEL_BSP_MAX_QUEUE_SIZE": "8192",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "8192",
+}
 native_only = pytest.mark.skipif(not server_spans.native(), reason="FastAPI < 0.163 has no telemetry= option")
 
 
@@ -39,7 +42,10 @@ def run_scenario(env: dict, name: str, count: int = 0) -> tuple[dict, str]:
     """Run one scenario of tests/apps/fastapi_app_scenarios.py in a fresh interpreter."""
     done = subprocess.run(
         [sys.executable, str(APPS / "fastapi_app_scenarios.py"), name, str(count)],
-        env=app_env(env), capture_output=True, text=True, timeout=120,
+        env=app_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
@@ -190,8 +196,14 @@ def test_bad_configuration_fails_startup_and_gunicorn_exits_3(worker_class, guni
     # One worker: with several, Gunicorn 27.0.1 can reap a second boot failure
     # inside halt() and exit 1 with a HaltServer traceback (a Gunicorn race;
     # it still stops).
-    proc = gunicorn("fastapi_app:app", worker_class=worker_class, workers=1, config=None,
-                    env={"OTEL_BSP_SCHEDULE_DELAY": "abc"}, start=False)
+    proc = gunicorn(
+        "fastapi_app:app",
+        worker_class=worker_class,
+        workers=1,
+        config=None,
+        env={"OTEL_BSP_SCHEDULE_DELAY": "abc"},
+        start=False,
+    )
     returncode, log = proc.run_to_exit(timeout=30)
     assert returncode == 3, log
     assert "gunicorn-otel: invalid configuration: OTEL_BSP_SCHEDULE_DELAY='abc' is invalid" in log
@@ -217,7 +229,10 @@ class Uvicorn:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=str(ROOT), env=app_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+            env=app_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
 

@@ -26,11 +26,16 @@ SUMMARY = re.compile(
 def summaries(log: str) -> list[dict]:
     out = []
     for pid, elapsed, accepted, exported, dropped, reasons in SUMMARY.findall(log):
-        out.append({
-            "pid": int(pid), "elapsed": float(elapsed), "accepted": int(accepted),
-            "exported": int(exported), "dropped": int(dropped),
-            "reasons": dict((k, int(v)) for k, v in (r.split("=") for r in reasons.split(", ") if r)),
-        })
+        out.append(
+            {
+                "pid": int(pid),
+                "elapsed": float(elapsed),
+                "accepted": int(accepted),
+                "exported": int(exported),
+                "dropped": int(dropped),
+                "reasons": dict((k, int(v)) for k, v in (r.split("=") for r in reasons.split(", ") if r)),
+            }
+        )
     return out
 
 

@@ -36,8 +36,9 @@ def test_child_gets_a_new_generation_its_own_pid_and_the_callbacks():
     forksafe.register(callback)
     try:
         parent = (forksafe.generation, forksafe.pid())
-        seen = _in_child(lambda: {"generation": forksafe.generation, "pid": forksafe.pid(),
-                                  "real_pid": os.getpid(), "calls": calls})
+        seen = _in_child(
+            lambda: {"generation": forksafe.generation, "pid": forksafe.pid(), "real_pid": os.getpid(), "calls": calls}
+        )
     finally:
         forksafe.unregister(callback)
     assert parent == (forksafe.generation, os.getpid()), "the parent is untouched"

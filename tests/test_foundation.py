@@ -54,7 +54,9 @@ def test_every_span_made_before_sigterm_arrives(worker_class, app, receiver, gun
     assert summaries == 2, proc.log_text()
 
 
-@pytest.mark.parametrize("worker_class, app", [("sync", "wsgi_app:app"), ("gthread", "wsgi_app:app"), ("asgi", "asgi_app:app")])
+@pytest.mark.parametrize(
+    "worker_class, app", [("sync", "wsgi_app:app"), ("gthread", "wsgi_app:app"), ("asgi", "asgi_app:app")]
+)
 def test_exit_is_bounded_against_a_black_hole(worker_class, app, gunicorn):
     bound = 2.0
     with blackhole() as hole:
@@ -89,7 +91,11 @@ def test_log_records_carry_trace_context(worker_class, receiver, gunicorn):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("OTEL_BSP_SCHEDULE_DELAY", "abc"), ("GUNICORN_OTEL_SHUTDOWN_TIMEOUT", "soon"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector")],
+    [
+        ("OTEL_BSP_SCHEDULE_DELAY", "abc"),
+        ("GUNICORN_OTEL_SHUTDOWN_TIMEOUT", "soon"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector"),
+    ],
 )
 def test_bad_variable_stops_gunicorn_before_any_worker(name, value, gunicorn, tmp_path):
     proc = gunicorn("wsgi_app:app", env={name: value}, start=False)
@@ -101,7 +107,9 @@ def test_bad_variable_stops_gunicorn_before_any_worker(name, value, gunicorn, tm
 
 def test_header_secrets_never_reach_the_log(receiver, gunicorn):
     secret = "sk-live-0123456789abcdef"
-    env = otel_env(receiver.endpoint, OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{secret}", OTEL_LOG_LEVEL="debug")
+    env = otel_env(
+        receiver.endpoint, OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{secret}", OTEL_LOG_LEVEL="debug"
+    )
     proc = gunicorn("wsgi_app:app", workers=1, env=env, args=("--log-level", "debug"))
     assert proc.get("/")[0] == 200
     proc.stop(signal.SIGTERM, timeout=30)
@@ -131,7 +139,9 @@ def test_preload_builds_nothing_in_the_master(receiver, gunicorn):
 
 
 def test_worker_timeout_is_recorded_with_the_stuck_stack(receiver, gunicorn):
-    proc = gunicorn("wsgi_app:app", worker_class="sync", workers=1, env=otel_env(receiver.endpoint), args=("--timeout", "2"))
+    proc = gunicorn(
+        "wsgi_app:app", worker_class="sync", workers=1, env=otel_env(receiver.endpoint), args=("--timeout", "2")
+    )
     status, _ = proc.get("/sleep?s=30", timeout=20)
     assert status == 500 or status >= 500
     assert receiver.wait_for(

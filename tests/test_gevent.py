@@ -86,8 +86,13 @@ def test_grpc_black_hole_does_not_freeze_the_hub(gunicorn):
     # Without grpc.experimental.gevent.init_gevent() a blocking gRPC call
     # freezes the whole hub for the export timeout.
     with blackhole() as hole:
-        env = otel_env(hole.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_TIMEOUT="5",
-                       OTEL_BSP_SCHEDULE_DELAY="50", GUNICORN_OTEL_SHUTDOWN_TIMEOUT="2")
+        env = otel_env(
+            hole.endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_EXPORTER_OTLP_TIMEOUT="5",
+            OTEL_BSP_SCHEDULE_DELAY="50",
+            GUNICORN_OTEL_SHUTDOWN_TIMEOUT="2",
+        )
         proc = gunicorn("wsgi_app:app", worker_class="gevent", workers=1, env=env)
         assert proc.get("/?spans=600")[0] == 200  # more than a batch: an export starts now
         slowest = 0.0

@@ -23,8 +23,14 @@ FORBIDDEN = ("opentelemetry.sdk", "ssl", "urllib3", "requests", "grpc", "gevent"
 PACKAGE = pathlib.Path(gunicorn_otel.__file__).parent
 MASTER_SAFE = sorted(
     [f"gunicorn_otel._master.{p.stem}" for p in (PACKAGE / "_master").glob("*.py") if p.stem != "__init__"]
-    + ["gunicorn_otel", "gunicorn_otel._master", "gunicorn_otel.conf", "gunicorn_otel.settings",
-       "gunicorn_otel.chain", "gunicorn_otel.__main__"]
+    + [
+        "gunicorn_otel",
+        "gunicorn_otel._master",
+        "gunicorn_otel.conf",
+        "gunicorn_otel.settings",
+        "gunicorn_otel.chain",
+        "gunicorn_otel.__main__",
+    ]
 )
 
 _PROBE = """
@@ -44,15 +50,26 @@ def test_the_master_safe_list_covers_the_master_package():
 @pytest.mark.parametrize("module", MASTER_SAFE)
 def test_master_safe_module_imports_nothing_heavy(module):
     env = {"PATH": "/usr/bin:/bin", "OTEL_SDK_DISABLED": "false"}
-    done = subprocess.run([sys.executable, "-c", _PROBE, module, *FORBIDDEN], capture_output=True, text=True,
-                          timeout=60, env=env, cwd=PACKAGE.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, module, *FORBIDDEN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=PACKAGE.parent,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [], f"{module} imported {done.stdout.strip()} at import time"
 
 
 def test_the_probe_sees_a_forbidden_import():
     """The check itself can fail: a worker-only module is caught importing the SDK."""
-    done = subprocess.run([sys.executable, "-c", _PROBE, "gunicorn_otel._worker.models.threads", *FORBIDDEN],
-                          capture_output=True, text=True, timeout=60, cwd=PACKAGE.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, "gunicorn_otel._worker.models.threads", *FORBIDDEN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PACKAGE.parent,
+    )
     assert done.returncode == 0, done.stderr
     assert "opentelemetry.sdk" in json.loads(done.stdout)

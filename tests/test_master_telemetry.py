@@ -56,7 +56,10 @@ def master_records(receiver):
 def test_boots_exits_reloads_and_count(receiver, gunicorn):
     proc = gunicorn("wsgi_app:app", workers=2, env=fast_env(receiver.endpoint))
     assert receiver.wait_for(
-        lambda: worker_count(receiver) == 2 and counts(receiver, "gunicorn.master.worker.boots", BOOT_CAUSE) == {"initial": 2},
+        lambda: (
+            worker_count(receiver) == 2
+            and counts(receiver, "gunicorn.master.worker.boots", BOOT_CAUSE) == {"initial": 2}
+        ),
         timeout=15,
     ), (worker_count(receiver), counts(receiver, "gunicorn.master.worker.boots", BOOT_CAUSE))
 
@@ -88,7 +91,9 @@ def test_boots_exits_reloads_and_count(receiver, gunicorn):
     master_resources = [m.resource for m in receiver.metrics() if m.name.startswith("gunicorn.master.")]
     master_resources += [r.resource for r in receiver.log_records() if r.scope == "gunicorn_otel.master"]
     assert master_resources and all(
-        r.get("gunicorn.role") == MASTER and r.get("process.pid") == proc.master_pid and r.get("service.name") == "test-service"
+        r.get("gunicorn.role") == MASTER
+        and r.get("process.pid") == proc.master_pid
+        and r.get("service.name") == "test-service"
         for r in master_resources
     ), "only the master exports master telemetry; no worker inherited and re-sent it"
     worker_items = [*receiver.spans(), *receiver.log_records(), *receiver.metrics()]
@@ -102,8 +107,10 @@ def test_max_requests_recycling_is_counted(receiver, gunicorn):
     for _ in range(7):  # the readiness probe was request 1: recycles after requests 3 and 6
         assert proc.get("/")[0] == 200
     assert receiver.wait_for(
-        lambda: counts(receiver, "gunicorn.master.worker.exits", EXIT_CAUSE).get("max_requests") == 2
-        and counts(receiver, "gunicorn.master.worker.boots", BOOT_CAUSE).get("replacement") == 2,
+        lambda: (
+            counts(receiver, "gunicorn.master.worker.exits", EXIT_CAUSE).get("max_requests") == 2
+            and counts(receiver, "gunicorn.master.worker.boots", BOOT_CAUSE).get("replacement") == 2
+        ),
         timeout=15,
     ), (counts(receiver, "gunicorn.master.worker.exits", EXIT_CAUSE), proc.log_tail())
     proc.stop(signal.SIGTERM, timeout=30)
@@ -116,9 +123,11 @@ def test_worker_timeout_is_counted(receiver, gunicorn):
     except OSError:
         pass  # the worker may be killed before it answers
     assert receiver.wait_for(
-        lambda: counts(receiver, "gunicorn.master.worker.timeouts", None) == {None: 1}
-        and counts(receiver, "gunicorn.master.worker.exits", EXIT_CAUSE).get("timeout") == 1
-        and counts(receiver, "gunicorn.master.worker.boots", BOOT_CAUSE).get("replacement") == 1,
+        lambda: (
+            counts(receiver, "gunicorn.master.worker.timeouts", None) == {None: 1}
+            and counts(receiver, "gunicorn.master.worker.exits", EXIT_CAUSE).get("timeout") == 1
+            and counts(receiver, "gunicorn.master.worker.boots", BOOT_CAUSE).get("replacement") == 1
+        ),
         timeout=20,
     ), (counts(receiver, "gunicorn.master.worker.exits", EXIT_CAUSE), proc.log_tail())
     assert any(r.proto.event_name == "gunicorn.worker.timeout" for r in master_records(receiver))
@@ -156,7 +165,9 @@ def test_workers_inherit_no_threads_and_opt_out_works(receiver, gunicorn):
         )
         proc.stop(signal.SIGTERM, timeout=30)
     assert threads["true"] == threads["false"], threads
-    exporting_masters = {m.resource.get("process.pid") for m in receiver.metrics() if m.resource.get("gunicorn.role") == MASTER}
+    exporting_masters = {
+        m.resource.get("process.pid") for m in receiver.metrics() if m.resource.get("gunicorn.role") == MASTER
+    }
     assert exporting_masters == {masters["true"]}
 
 

@@ -23,6 +23,7 @@ from http import HTTPStatus
 from unittest import mock
 
 import pytest
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as official_encode
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -33,7 +34,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
@@ -48,8 +48,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from gunicorn_otel._worker import fast_span_exporter
-from gunicorn_otel._worker import otlp_wire
+from gunicorn_otel._worker import fast_span_exporter, otlp_wire
 from gunicorn_otel._worker.fast_span_exporter import FastOTLPSpanExporter
 
 # Every attribute type the SDK accepts, with the edge values of each.
@@ -105,9 +104,7 @@ REMOTE_PARENT = SpanContext(
     trace_flags=TraceFlags(1),
     trace_state=TraceState([("vendor", "value"), ("other", "x")]),
 )
-LINK_REMOTE = SpanContext(
-    trace_id=2**128 - 1, span_id=2**64 - 1, is_remote=True, trace_state=TraceState([("ls", "1")])
-)
+LINK_REMOTE = SpanContext(trace_id=2**128 - 1, span_id=2**64 - 1, is_remote=True, trace_state=TraceState([("ls", "1")]))
 LINK_LOCAL = SpanContext(trace_id=99, span_id=98, is_remote=False)
 
 
@@ -195,9 +192,12 @@ def assert_same_as_official(spans, *, fast=True) -> bytes:
     as it would be when it ends (``encode_span``, what the gevent processor
     queues); and a mix of both.
     """
+
     def ours_from(items):
         if fast:
-            with mock.patch.object(otlp_wire, "_official_span", side_effect=AssertionError("used the official encoder")):
+            with mock.patch.object(
+                otlp_wire, "_official_span", side_effect=AssertionError("used the official encoder")
+            ):
                 return otlp_wire.encode_spans(items)
         return otlp_wire.encode_spans(items)
 
@@ -565,8 +565,11 @@ def test_exporter_records_the_same_self_metrics_as_the_parent(endpoint, monkeypa
         exporter.export(spans)
         return {
             # otel.component.name numbers exporter instances, so it differs
-            (metric.name, tuple(sorted((k, v) for k, v in point.attributes.items() if k != "otel.component.name")),
-             point.value)
+            (
+                metric.name,
+                tuple(sorted((k, v) for k, v in point.attributes.items() if k != "otel.component.name")),
+                point.value,
+            )
             for rm in reader.get_metrics_data().resource_metrics
             for sm in rm.scope_metrics
             for metric in sm.metrics

@@ -23,12 +23,14 @@ def test_defaults():
 
 
 def test_per_signal_values_win_over_general_ones():
-    s = load({
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
-        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://metrics.example:443/custom",
-        "OTEL_EXPORTER_OTLP_TIMEOUT": "3",
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "7.5",
-    })
+    s = load(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://metrics.example:443/custom",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "3",
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "7.5",
+        }
+    )
     assert s.traces.endpoint == "http://collector:4318/v1/traces"
     assert s.metrics.endpoint == "https://metrics.example:443/custom"
     assert s.traces.timeout == 7.5
@@ -94,4 +96,6 @@ def test_unknown_plugin_variables_are_reported():
 
 def test_readme_table_is_generated_from_the_declarations():
     readme = (ROOT / "README.md").read_text()
-    assert settings.markdown_table() in readme, "regenerate with: python -c 'from gunicorn_otel.settings import markdown_table; print(markdown_table())'"
+    assert settings.markdown_table() in readme, (
+        "regenerate with: python -c 'from gunicorn_otel.settings import markdown_table; print(markdown_table())'"
+    )

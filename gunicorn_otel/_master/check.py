@@ -48,12 +48,16 @@ def _master_side_setup() -> list[str]:
     found = []
     pythonpath = os.environ.get("PYTHONPATH", "")
     if "auto_instrumentation" in pythonpath:
-        found.append("PYTHONPATH contains opentelemetry-instrument's sitecustomize: it configures providers in the master")
+        found.append(
+            "PYTHONPATH contains opentelemetry-instrument's sitecustomize: it configures providers in the master"
+        )
     spec = importlib.util.find_spec("sitecustomize")
     if spec and spec.origin and os.path.isfile(spec.origin):
         with open(spec.origin, encoding="utf-8", errors="replace") as f:
             if "opentelemetry" in f.read():
-                found.append(f"{spec.origin} mentions opentelemetry: providers set up there are inherited by every worker")
+                found.append(
+                    f"{spec.origin} mentions opentelemetry: providers set up there are inherited by every worker"
+                )
     try:
         from opentelemetry import trace
 
@@ -114,9 +118,13 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
         )
     uses_grpc = any(s.exporting(sig).protocol == "grpc" for sig in s.enabled_signals())
     if "--preload" in args and uses_grpc:
-        warn("--preload with OTLP over gRPC: an app that creates gRPC objects at import does so in the master before fork")
+        warn(
+            "--preload with OTLP over gRPC: an app that creates gRPC objects at import does so in the master before fork"
+        )
     if os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").strip().lower() == "true":
-        warn("FASTAPI_OTEL_AUTO_CONFIGURE=true makes FastAPI attach a second exporter; fastapi_otel disables it, unset it")
+        warn(
+            "FASTAPI_OTEL_AUTO_CONFIGURE=true makes FastAPI attach a second exporter; fastapi_otel disables it, unset it"
+        )
     for finding in _master_side_setup():
         warn(finding)
     return report
@@ -129,7 +137,10 @@ def _print_human(report: dict) -> None:
     if report["settings"]:
         s = report["settings"]
         print(f"service.name: {s['service_name'] or '(SDK default)'}", file=out)
-        print(f"telemetry: {'DISABLED' if s['disabled'] else 'enabled'}; shutdown bound {s['shutdown_timeout']:g}s", file=out)
+        print(
+            f"telemetry: {'DISABLED' if s['disabled'] else 'enabled'}; shutdown bound {s['shutdown_timeout']:g}s",
+            file=out,
+        )
         for sig, options in s["signals"].items():
             if options["kind"] == "otlp":
                 headers = ", ".join(options["headers"]) or "none"
@@ -156,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate settings, show the plan, probe collectors, warn about traps")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--connect-timeout", type=float, default=1.0)
-    check.add_argument("gunicorn_args", nargs=argparse.REMAINDER, help="the Gunicorn arguments you will run with (after --)")
+    check.add_argument(
+        "gunicorn_args", nargs=argparse.REMAINDER, help="the Gunicorn arguments you will run with (after --)"
+    )
     ns = parser.parse_args(argv)
     gunicorn_args = [a for a in ns.gunicorn_args if a != "--"]
     report = run(gunicorn_args, connect_timeout=ns.connect_timeout)

@@ -119,8 +119,11 @@ def post_fork(server, worker) -> None:
 def post_worker_init(worker) -> None:
     stop = boot_signals.pending()
     if stop is not None:
-        log.info("gunicorn-otel: worker %s got %s while booting; exiting before serving",
-                 forksafe.pid(), signal.Signals(stop).name)
+        log.info(
+            "gunicorn-otel: worker %s got %s while booting; exiting before serving",
+            forksafe.pid(),
+            signal.Signals(stop).name,
+        )
         raise SystemExit(0)
     kind = state.kind or worker_kinds.classify(type(worker))
     if kind.build_at == worker_kinds.POST_WORKER_INIT:
@@ -206,7 +209,11 @@ def _adopt_gunicorn_log_handlers(glogger) -> None:
     error_log = getattr(glogger, "error_log", None)
     if error_log is None:
         return
-    for name, level in (("gunicorn_otel", logging.INFO), ("fastapi_otel", logging.INFO), ("opentelemetry", logging.WARNING)):
+    for name, level in (
+        ("gunicorn_otel", logging.INFO),
+        ("fastapi_otel", logging.INFO),
+        ("opentelemetry", logging.WARNING),
+    ):
         target = logging.getLogger(name)
         if target.handlers:
             continue

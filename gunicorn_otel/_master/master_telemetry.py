@@ -71,7 +71,6 @@ def _drop_in_child() -> None:
         logging.getLogger("gunicorn.error").removeHandler(current.arbiter_records)
 
 
-
 class _ArbiterRecords(logging.Handler):
     """Reads exit statuses and timeouts from the arbiter's own log records."""
 
@@ -139,8 +138,12 @@ class MasterTelemetry:
             cause = "replacement"
         else:
             cause = "scale_up"
-        self._event("boot", {"gunicorn.worker.boot.cause": cause},
-                    {"gunicorn.worker.slot": slot}, f"worker slot {slot} booting ({cause})")
+        self._event(
+            "boot",
+            {"gunicorn.worker.boot.cause": cause},
+            {"gunicorn.worker.slot": slot},
+            f"worker slot {slot} booting ({cause})",
+        )
 
     def exited(self, pid: int, slot, aborted: bool = False) -> None:
         reason, code = self._status.pop(pid, ("exit_code_0", 0))
@@ -189,8 +192,12 @@ class MasterTelemetry:
         if isinstance(code, int):
             details["process.exit.code"] = code
         where = f"worker {pid}" + (f" (slot {slot})" if slot is not None else "")
-        self._event("exit", {"gunicorn.worker.exit.reason": reason, "gunicorn.worker.exit.cause": cause},
-                    details, f"{where} exited: {reason}, cause {cause}")
+        self._event(
+            "exit",
+            {"gunicorn.worker.exit.reason": reason, "gunicorn.worker.exit.cause": cause},
+            details,
+            f"{where} exited: {reason}, cause {cause}",
+        )
 
     def _event(self, name: str, counted: dict, details: dict, body: str) -> None:
         """Count ``name`` by ``counted`` attributes; queue one log record with both."""
@@ -237,8 +244,12 @@ class MasterTelemetry:
             _post(options, body())
         except Exception as exc:  # noqa: BLE001 - the master must never fail because of telemetry
             if not self._failing:
-                log.warning("gunicorn-otel: master telemetry export to %s failed: %s "
-                            "(further failures are logged at debug level)", options.endpoint, exc)
+                log.warning(
+                    "gunicorn-otel: master telemetry export to %s failed: %s "
+                    "(further failures are logged at debug level)",
+                    options.endpoint,
+                    exc,
+                )
             else:
                 log.debug("gunicorn-otel: master telemetry export to %s failed: %s", options.endpoint, exc)
             self._failing = True
@@ -339,26 +350,46 @@ def _metrics_body(telemetry: MasterTelemetry, counters: dict) -> bytes:
 
     def counter(name: str, description: str, unit: str, points) -> object:
         data_points = [
-            pb.NumberDataPoint(start_time_unix_nano=telemetry.start_ns, time_unix_nano=now, as_int=value,
-                               attributes=[_kv(k, v) for k, v in attributes])
+            pb.NumberDataPoint(
+                start_time_unix_nano=telemetry.start_ns,
+                time_unix_nano=now,
+                as_int=value,
+                attributes=[_kv(k, v) for k, v in attributes],
+            )
             for attributes, value in points
         ]
-        return pb.Metric(name=name, description=description, unit=unit, sum=pb.Sum(
-            data_points=data_points, is_monotonic=True,
-            aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE))
+        return pb.Metric(
+            name=name,
+            description=description,
+            unit=unit,
+            sum=pb.Sum(
+                data_points=data_points,
+                is_monotonic=True,
+                aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE,
+            ),
+        )
 
     metrics = []
     for event, (name, description) in _METRIC_NAMES.items():
         points = [(attributes, count) for (e, attributes), count in counters.items() if e == event]
         if points:
             metrics.append(counter(name, description, "{event}" if event == "reload" else "{worker}", points))
-    metrics.append(pb.Metric(
-        name="gunicorn.master.workers", unit="{worker}", description="Worker processes the master has now",
-        gauge=pb.Gauge(data_points=[pb.NumberDataPoint(time_unix_nano=now, as_int=len(telemetry.arbiter.WORKERS))]),
-    ))
-    request = pb.ExportMetricsServiceRequest(resource_metrics=[pb.ResourceMetrics(
-        resource=_resource(telemetry), scope_metrics=[pb.ScopeMetrics(scope=_scope(), metrics=metrics)],
-    )])
+    metrics.append(
+        pb.Metric(
+            name="gunicorn.master.workers",
+            unit="{worker}",
+            description="Worker processes the master has now",
+            gauge=pb.Gauge(data_points=[pb.NumberDataPoint(time_unix_nano=now, as_int=len(telemetry.arbiter.WORKERS))]),
+        )
+    )
+    request = pb.ExportMetricsServiceRequest(
+        resource_metrics=[
+            pb.ResourceMetrics(
+                resource=_resource(telemetry),
+                scope_metrics=[pb.ScopeMetrics(scope=_scope(), metrics=metrics)],
+            )
+        ]
+    )
     return request.SerializeToString()
 
 
@@ -370,17 +401,25 @@ def _logs_body(telemetry: MasterTelemetry, records) -> bytes:
     items = []
     for stamp, name, attributes, body in records:
         warn = name == "timeout" or attributes.get("gunicorn.worker.exit.cause") in _WARNING_CAUSES
-        items.append(pb.LogRecord(
-            time_unix_nano=stamp, observed_time_unix_nano=stamp,
-            severity_number=pb.SEVERITY_NUMBER_WARN if warn else pb.SEVERITY_NUMBER_INFO,
-            severity_text="WARN" if warn else "INFO",
-            body=pb.AnyValue(string_value=body),
-            event_name="gunicorn.master.reload" if name == "reload" else f"gunicorn.worker.{name}",
-            attributes=[_kv(k, v) for k, v in attributes.items()],
-        ))
-    request = pb.ExportLogsServiceRequest(resource_logs=[pb.ResourceLogs(
-        resource=_resource(telemetry), scope_logs=[pb.ScopeLogs(scope=_scope(), log_records=items)],
-    )])
+        items.append(
+            pb.LogRecord(
+                time_unix_nano=stamp,
+                observed_time_unix_nano=stamp,
+                severity_number=pb.SEVERITY_NUMBER_WARN if warn else pb.SEVERITY_NUMBER_INFO,
+                severity_text="WARN" if warn else "INFO",
+                body=pb.AnyValue(string_value=body),
+                event_name="gunicorn.master.reload" if name == "reload" else f"gunicorn.worker.{name}",
+                attributes=[_kv(k, v) for k, v in attributes.items()],
+            )
+        )
+    request = pb.ExportLogsServiceRequest(
+        resource_logs=[
+            pb.ResourceLogs(
+                resource=_resource(telemetry),
+                scope_logs=[pb.ScopeLogs(scope=_scope(), log_records=items)],
+            )
+        ]
+    )
     return request.SerializeToString()
 
 
@@ -412,13 +451,22 @@ def _import_for_export_thread(targets: dict) -> None:
     from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
     _pb = types.SimpleNamespace(
-        ExportLogsServiceRequest=ExportLogsServiceRequest, ExportMetricsServiceRequest=ExportMetricsServiceRequest,
-        AnyValue=common_pb2.AnyValue, KeyValue=common_pb2.KeyValue,
-        InstrumentationScope=common_pb2.InstrumentationScope, Resource=Resource,
-        LogRecord=logs_pb2.LogRecord, ResourceLogs=logs_pb2.ResourceLogs, ScopeLogs=logs_pb2.ScopeLogs,
-        SEVERITY_NUMBER_WARN=logs_pb2.SEVERITY_NUMBER_WARN, SEVERITY_NUMBER_INFO=logs_pb2.SEVERITY_NUMBER_INFO,
-        Metric=metrics_pb2.Metric, Sum=metrics_pb2.Sum, Gauge=metrics_pb2.Gauge,
-        NumberDataPoint=metrics_pb2.NumberDataPoint, ResourceMetrics=metrics_pb2.ResourceMetrics,
+        ExportLogsServiceRequest=ExportLogsServiceRequest,
+        ExportMetricsServiceRequest=ExportMetricsServiceRequest,
+        AnyValue=common_pb2.AnyValue,
+        KeyValue=common_pb2.KeyValue,
+        InstrumentationScope=common_pb2.InstrumentationScope,
+        Resource=Resource,
+        LogRecord=logs_pb2.LogRecord,
+        ResourceLogs=logs_pb2.ResourceLogs,
+        ScopeLogs=logs_pb2.ScopeLogs,
+        SEVERITY_NUMBER_WARN=logs_pb2.SEVERITY_NUMBER_WARN,
+        SEVERITY_NUMBER_INFO=logs_pb2.SEVERITY_NUMBER_INFO,
+        Metric=metrics_pb2.Metric,
+        Sum=metrics_pb2.Sum,
+        Gauge=metrics_pb2.Gauge,
+        NumberDataPoint=metrics_pb2.NumberDataPoint,
+        ResourceMetrics=metrics_pb2.ResourceMetrics,
         ScopeMetrics=metrics_pb2.ScopeMetrics,
         AGGREGATION_TEMPORALITY_CUMULATIVE=metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE,
     )

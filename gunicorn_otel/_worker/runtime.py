@@ -31,8 +31,8 @@ import uuid
 from gunicorn_otel._master import forksafe
 from gunicorn_otel._master.deadline import Deadline, run_all
 from gunicorn_otel._master.worker_kinds import THREADS
-from gunicorn_otel.settings import Settings
 from gunicorn_otel._worker.stats import LOGS, METRICS, SHUTDOWN_DEADLINE, TRACES, ExportStats
+from gunicorn_otel.settings import Settings
 
 __all__ = ["Deadline", "Runtime", "current", "get_or_create", "hosted"]
 

@@ -16,10 +16,7 @@ def register(meter_provider, stats: ExportStats) -> None:
     meter = meter_provider.get_meter("gunicorn_otel")
 
     def exported(options: CallbackOptions):
-        return [
-            Observation(counts["exported"], {"signal": signal})
-            for signal, counts in stats.snapshot().items()
-        ]
+        return [Observation(counts["exported"], {"signal": signal}) for signal, counts in stats.snapshot().items()]
 
     def dropped(options: CallbackOptions):
         return [
@@ -29,10 +26,14 @@ def register(meter_provider, stats: ExportStats) -> None:
         ]
 
     meter.create_observable_counter(
-        "gunicorn_otel.exported", callbacks=[exported], unit="{item}",
+        "gunicorn_otel.exported",
+        callbacks=[exported],
+        unit="{item}",
         description="Telemetry items this worker exported, by signal",
     )
     meter.create_observable_counter(
-        "gunicorn_otel.dropped", callbacks=[dropped], unit="{item}",
+        "gunicorn_otel.dropped",
+        callbacks=[dropped],
+        unit="{item}",
         description="Telemetry items this worker dropped, by signal and reason",
     )

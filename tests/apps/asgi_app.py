@@ -13,8 +13,13 @@ DEFAULT_SPANS = int(os.environ.get("APP_SPANS_PER_REQUEST", "1"))
 
 
 async def _reply(send, body: bytes, status: int = 200):
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

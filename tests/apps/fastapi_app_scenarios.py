@@ -149,8 +149,19 @@ def on_event(count: int) -> dict:
     return {"all_true": all(flags)}
 
 
-SCENARIOS = {f.__name__: f for f in (requests, cycles, unanswered_cycles, explicit_auto_configure, instrumented_before,
-                                      instrumented_in_lifespan, user_middleware, on_event)}
+SCENARIOS = {
+    f.__name__: f
+    for f in (
+        requests,
+        cycles,
+        unanswered_cycles,
+        explicit_auto_configure,
+        instrumented_before,
+        instrumented_in_lifespan,
+        user_middleware,
+        on_event,
+    )
+}
 
 if __name__ == "__main__":
     name, n = sys.argv[1], int(sys.argv[2])

@@ -7,9 +7,8 @@
   that keeps it as ``.app``, as Starlette-style middlewares do.
 """
 
-from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-
 import wsgi_app
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
 
 class FlaskLike:

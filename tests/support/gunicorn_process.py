@@ -93,9 +93,7 @@ class GunicornProcess:
         self.port = free_port()
         self.env = dict(os.environ)
         self.env.update(env or {})
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT), str(APPS), self.env.get("PYTHONPATH", "")) if p
-        )
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(APPS), self.env.get("PYTHONPATH", "")) if p)
         self.popen: subprocess.Popen | None = None
         self._log_file = None
         self._known_pids: set[int] = set()
@@ -109,8 +107,17 @@ class GunicornProcess:
         return self.popen.pid
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}",
-               "-k", self.worker_class, "-w", str(self.workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "-k",
+            self.worker_class,
+            "-w",
+            str(self.workers),
+        ]
         if self.config:
             cmd += ["-c", self.config]
         return cmd + self.args + [self.app]
@@ -118,7 +125,11 @@ class GunicornProcess:
     def _spawn(self) -> None:
         self._log_file = open(self.log_path, "wb")
         self.popen = subprocess.Popen(
-            self.command(), cwd=str(ROOT), env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT,
+            self.command(),
+            cwd=str(ROOT),
+            env=self.env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         self._known_pids.add(self.popen.pid)

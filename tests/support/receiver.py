@@ -355,8 +355,12 @@ class OTLPReceiver:
     def span_count(self) -> int:
         """Cheap count without building objects (for load tests)."""
         with self._cond:
-            return sum(len(ss.spans) for r in self._raw.get("/v1/traces", [])
-                       for rs in r.resource_spans for ss in rs.scope_spans)
+            return sum(
+                len(ss.spans)
+                for r in self._raw.get("/v1/traces", [])
+                for rs in r.resource_spans
+                for ss in rs.scope_spans
+            )
 
     def log_records(self) -> list[ReceivedLog]:
         return self._flatten("/v1/logs", self._logs, _items("/v1/logs"))
@@ -396,7 +400,9 @@ class OTLPReceiver:
                     return False
                 self._cond.wait(min(remaining, 0.5))
 
-    def wait_for_spans(self, count: int, timeout: float, predicate: Callable[[ReceivedSpan], bool] | None = None) -> list:
+    def wait_for_spans(
+        self, count: int, timeout: float, predicate: Callable[[ReceivedSpan], bool] | None = None
+    ) -> list:
         def matching():
             return [s for s in self.spans() if predicate is None or predicate(s)]
 
@@ -509,6 +515,7 @@ class OTLPGrpcReceiver(OTLPReceiver):
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self._grpc)
         address = f"{self.host}:{self.port}"
         if self.tls:
+
             def read(path):
                 with open(path, "rb") as f:
                     return f.read()
