@@ -22,7 +22,11 @@ import gunicorn_otel
 FORBIDDEN = ("opentelemetry.sdk", "ssl", "urllib3", "requests", "grpc", "gevent")
 PACKAGE = pathlib.Path(gunicorn_otel.__file__).parent
 MASTER_SAFE = sorted(
-    [f"gunicorn_otel._master.{p.stem}" for p in (PACKAGE / "_master").glob("*.py") if p.stem != "__init__"]
+    [
+        ".".join(("gunicorn_otel", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+        for p in (PACKAGE / "_master").rglob("*.py")
+        if p.parent != PACKAGE / "_master" or p.stem != "__init__"
+    ]
     + [
         "gunicorn_otel",
         "gunicorn_otel._master",
@@ -47,6 +51,7 @@ print(json.dumps(sorted(m for m in sys.modules if m in forbidden or m.startswith
 def test_the_master_safe_list_covers_the_master_package():
     assert "gunicorn_otel._master.hooks" in MASTER_SAFE
     assert "gunicorn_otel._master.master_telemetry" in MASTER_SAFE
+    assert "gunicorn_otel._master.master_telemetry.sender" in MASTER_SAFE
     assert len([m for m in MASTER_SAFE if m.startswith("gunicorn_otel._master.")]) >= 8
 
 
