@@ -20,8 +20,9 @@ every worker inherits that state):
   shutdown runs at interpreter exit.  ``with TestClient(app)`` in a loop, or
   many app instances, reuse it and start no new export thread.
   Under ``UvicornWorker`` without our config the lifespan flush is the last
-  chance: uvicorn then re-raises SIGTERM with the default action, and neither
-  ``worker_exit`` nor atexit runs (``shared/research/gunicorn-lifecycle.md`` 2.1).
+  chance: after serving, uvicorn re-raises the SIGTERM it captured
+  (``Server.capture_signals`` in uvicorn/server.py calls ``signal.raise_signal``)
+  with the default action, and neither ``worker_exit`` nor atexit runs.
 
 A bad configuration fails lifespan startup with the settings module's message.
 Starlette then sends ``lifespan.startup.failed``, on which Gunicorn's asgi

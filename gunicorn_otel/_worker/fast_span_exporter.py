@@ -1,11 +1,11 @@
 """OTLP/HTTP span exporter with a cheaper encoder.
 
 The official encoder builds a protobuf message object per span, attribute and
-value, then serialises them: about 20 us per span, as much as making the span.
+value, then serialises them: per span about as much as making the span.
 Under gevent all of that runs on the hub between requests, so it caps
-throughput (``shared/research/perf-notes.md``).  ``otlp_wire.encode_spans``
-writes the same bytes directly, about 6x cheaper; ``tests/test_otlp_wire.py``
-proves the bytes equal to the official encoder's.
+throughput.  ``otlp_wire.encode_spans`` writes the same bytes directly, several
+times cheaper (``bench/encode_bench.py``, figures in docs/gevent.md);
+``tests/test_otlp_wire.py`` proves the bytes equal to the official encoder's.
 
 Everything except the encoding is the SDK exporter's: constructor, endpoint,
 headers, TLS, compression, retries, ``max_request_size``, the exporter's own

@@ -2,9 +2,10 @@
 
 Why not the SDK's ``BatchProcessor`` built after ``monkey.patch_all()``?  It is
 clean then (its thread becomes a greenlet), but it exports one batch at a time
-from one greenlet.  Under sustained load in a 2-core gevent worker it delivered
-about 6% of the spans (``shared/research/perf-notes.md``): while its single
-export waited on the network, request greenlets overflowed the queue.
+from one greenlet.  Under sustained load in a 2-core gevent worker it loses
+most spans (the "stock BSP in post_worker_init" row of ``bench/gevent_bench.py``
+in docs/gevent.md): while its single export waited on the network, request
+greenlets overflowed the queue.
 
 Here:
 
@@ -13,10 +14,8 @@ Here:
 * What is queued is ``prepare(item)``: for spans exported over OTLP/HTTP the
   encoded span (``otlp_wire.encode_span``), so the span object dies when it
   ends.  Thousands of queued spans, each a dozen GC-tracked objects, kept the
-  cyclic GC running (``bench/queue_gc_bench.py``: 7,816 collections against 3
-  for 100,000 requests); that cost more than the encoding, and encoding early
-  moved us from 0.74x to 0.82-0.88x the SDK floor in ``bench/gevent_bench.py``
-  (docs/gevent.md).  ``prepare`` runs only for an item the queue accepts; one
+  cyclic GC running (``bench/queue_gc_bench.py``); that cost more than the
+  encoding (figures and commands in docs/gevent.md).  ``prepare`` runs only for an item the queue accepts; one
   that raises costs that item (``export_failed``), never the request.
 * A dispatcher greenlet wakes as soon as a full batch is queued (or the
   schedule delay passes) and hands batches to a ``gevent.pool.Pool`` of up to

@@ -3,11 +3,11 @@
 Why this exists: the official encoder
 (``opentelemetry.exporter.otlp.proto.common.trace_encoder.encode_spans``)
 builds a protobuf object per span, attribute and value, then serialises them:
-about 20 us per span, as much as making the span.  In a gevent worker that
-cost is paid on the hub between requests and decides throughput
-(``shared/research/perf-notes.md``).  Writing the protobuf wire format
-directly, and reusing the bytes of what repeats (resources, scopes, span names,
-attribute pairs), costs about 3.5 us instead (``bench/encode_bench.py``: 6x).
+per span about as much as making the span.  In a gevent worker that cost is
+paid on the hub between requests and decides throughput.  Writing the protobuf
+wire format directly, and reusing the bytes of what repeats (resources, scopes,
+span names, attribute pairs), is several times cheaper (``bench/encode_bench.py``;
+figures in docs/gevent.md).
 
 Contract: ``encode_spans(spans)`` returns exactly the bytes of
 ``official_encode_spans(spans).SerializeToString()`` for

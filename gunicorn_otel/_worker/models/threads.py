@@ -63,13 +63,8 @@ class _QueueAccounting:
 class CountedBatchSpanProcessor(_QueueAccounting, BatchSpanProcessor):
     """Queues span objects, not spans encoded as they end (as the gevent processor does).
 
-    Encoding on the request thread was tried (2026-12-01, a throwaway variant
-    of ``bench/fastapi_bench.py`` under FastAPI's native telemetry, 4 spans per
-    request) and overflowed the queue more often, not less.  It left the
-    export thread only its HTTP round trip, each of whose GIL hand-offs waits
-    behind the busy event loop; encoding the batch in the export thread holds
-    the producers back instead.  Try it again only with a benchmark row that
-    shows the drops.
+    Encoding on the request thread was tried and overflowed the queue more
+    often, not less: docs/design-notes.md, "Encoding spans on the request thread".
     """
 
     def __init__(self, exporter, stats: ExportStats, **kwargs) -> None:
