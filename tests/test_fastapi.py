@@ -17,6 +17,7 @@ import pytest
 
 from fastapi_otel import server_spans
 from tests.conftest import otel_env
+from tests.support import slack
 from tests.support.gunicorn_process import APPS, ROOT, free_port, load, pid_alive
 from tests.support.receiver import blackhole
 
@@ -88,9 +89,9 @@ def test_lifespan_exit_waits_for_an_unanswering_collector_once():
         result, _ = run_scenario(env, "unanswered_cycles", 5)
         elapsed = time.monotonic() - started
     first, *rest = result["exits"]
-    assert bound - 0.1 < first < bound + 0.5, "the first exit flush is bounded"
-    assert sum(rest) < 0.5, "later exits do not wait for a collector that did not answer"
-    assert elapsed < bound + 4, "interpreter exit is short too (process start included)"
+    assert bound - 0.1 < first < bound + 0.5 + slack.BUSY, "the first exit flush is bounded (unbounded: ~10 s)"
+    assert sum(rest) < 0.5 + slack.BUSY, "later exits do not wait for a collector that did not answer (else ~4 s)"
+    assert elapsed < bound + slack.START, "interpreter exit is short too (process start included)"
 
 
 def test_auto_configure_variable_is_switched_off_with_a_warning(receiver):
@@ -184,7 +185,7 @@ def test_stop_is_bounded_when_the_collector_does_not_answer(worker_class, gunico
     log = proc.log_text()
     assert result.returncode == 0
     # One budget per worker: the lifespan leaves the flush to worker_exit.
-    assert result.elapsed < bound + 2.5, (result.elapsed, log)
+    assert result.elapsed < bound + slack.STOP, (result.elapsed, log)  # unbounded: 10 s or more
     assert log.count("(deadline reached)") == 2, log
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.conftest import otel_env
+from tests.support import slack
 from tests.support.receiver import blackhole
 
 pytestmark = pytest.mark.slow  # real Gunicorn processes
@@ -67,9 +68,8 @@ def test_exit_is_bounded_against_a_black_hole(worker_class, app, gunicorn):
         result = proc.stop(signal.SIGTERM, timeout=30)
     log = proc.log_text()
     assert result.returncode == 0
-    # Gunicorn's own stop takes about 1.5 s for these workers without any
-    # telemetry; the upstream recipe took 10-11 s here.
-    assert result.elapsed < bound + 2.5, (result.elapsed, log)
+    # The upstream recipe took 10-11 s here.
+    assert result.elapsed < bound + slack.STOP, (result.elapsed, log)
     assert log.count("(deadline reached)") == 2, log
     assert "shutdown_deadline=" in log
 
@@ -143,7 +143,9 @@ def test_worker_timeout_is_recorded_with_the_stuck_stack(receiver, gunicorn):
         "wsgi_app:app", worker_class="sync", workers=1, env=otel_env(receiver.endpoint), args=("--timeout", "2")
     )
     status, _ = proc.get("/sleep?s=30", timeout=20)
-    assert status == 500 or status >= 500
+    # SIGABRT raises SystemExit in the request; gunicorn/workers/sync.py hands it to
+    # handle_error, which answers 500 (gunicorn/workers/base.py).
+    assert status == 500
     assert receiver.wait_for(
         lambda: any("timed out" in r.body and "sleep" in r.body for r in receiver.log_records()), timeout=15
     ), [r.body for r in receiver.log_records()]

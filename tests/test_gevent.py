@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.conftest import otel_env
+from tests.support import slack
 from tests.support.gunicorn_process import load
 from tests.support.receiver import OTLPGrpcReceiver, blackhole
 
@@ -61,11 +62,11 @@ def test_exit_is_bounded_against_a_black_hole(gunicorn):
         # While exports hang, the hub keeps serving.
         started = time.monotonic()
         assert proc.get("/health")[0] == 200
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 1.0 + slack.BUSY  # a frozen hub: the export timeout, 10 s
         result = proc.stop(signal.SIGTERM, timeout=30)
     log = proc.log_text()
     assert result.returncode == 0
-    assert result.elapsed < bound + 2.5, (result.elapsed, log)
+    assert result.elapsed < bound + slack.STOP, (result.elapsed, log)
     assert log.count("(deadline reached)") == 2, log
     assert "Traceback" not in log
 
@@ -100,6 +101,6 @@ def test_grpc_black_hole_does_not_freeze_the_hub(gunicorn):
             started = time.monotonic()
             assert proc.get("/health")[0] == 200
             slowest = max(slowest, time.monotonic() - started)
-        assert slowest < 0.5, slowest
+        assert slowest < 0.5 + slack.BUSY, slowest  # a frozen hub: the gRPC timeout, 5 s
         result = proc.stop(signal.SIGTERM, timeout=30)
-    assert result.elapsed < 2.0 + 2.5, (result.elapsed, proc.log_text())
+    assert result.elapsed < 2.0 + slack.STOP, (result.elapsed, proc.log_text())

@@ -9,7 +9,7 @@ that test compares bytes and then checks the decoded value is NaN.
 
 Real SDK spans cover every field; hand-built ``ReadableSpan``s cover what the
 SDK's attribute cleaning would refuse but the official encoder still handles;
-where hypothesis is installed, random batches cover the combinations.
+random batches (hypothesis) cover the combinations.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import threading
 from http import HTTPStatus
 from unittest import mock
 
+import hypothesis
 import pytest
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as official_encode
@@ -370,7 +371,7 @@ def test_a_span_our_encoder_fails_on_is_encoded_by_the_official_one(monkeypatch)
     assert otlp_wire.encode_spans([otlp_wire.encode_span(span) for span in spans]) == expected
 
 
-# -- random spans (only where hypothesis is installed) ------------------------------
+# -- random spans (hypothesis, a test dependency) -----------------------------------
 
 # Small pools, so that random batches repeat resources and scopes, including
 # distinct objects that are equal (merged) or equal but hashed apart ({"x": True}
@@ -463,8 +464,6 @@ def span_batches(st):
 
 
 def test_random_spans_encode_to_the_official_bytes():
-    hypothesis = pytest.importorskip("hypothesis")
-
     @hypothesis.settings(
         max_examples=300, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow], database=None
     )
@@ -586,7 +585,6 @@ def test_gevent_pipeline_queues_encoded_spans_and_sends_the_official_bytes(endpo
     # The gevent processor asks the exporter (through the counting wrapper)
     # to encode each span as it ends; the batch it later posts must be the
     # official encoding of those spans.
-    pytest.importorskip("gevent")
     from gunicorn_otel._master.deadline import Deadline
     from gunicorn_otel._worker import models
     from gunicorn_otel._worker.counting import CountingExporter

@@ -166,6 +166,15 @@ class GunicornProcess:
         self._known_pids.update(pids)
         return pids
 
+    def wait_for_new_worker(self, known: int, timeout: float) -> int:
+        """The pid of the worker booted after the first ``known`` ones, once its boot is logged."""
+        deadline = time.monotonic() + timeout
+        while len(pids := self.worker_pids()) <= known:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no worker booted after the first {known} in {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.02)
+        return pids[known]
+
     def live_worker_pids(self) -> list[int]:
         return [pid for pid in self.worker_pids() if pid_alive(pid)]
 
