@@ -11,7 +11,7 @@ Gunicorn's hook validation requires.
 import os
 
 from gunicorn_otel import chain
-from gunicorn_otel.conf import *  # noqa: F401,F403 - hooks and settings validation
+from gunicorn_otel.conf import *  # noqa: F403 - hooks and settings validation
 from gunicorn_otel.conf import post_fork as otel_post_fork
 from gunicorn_otel.conf import worker_exit as otel_worker_exit
 

@@ -90,7 +90,7 @@ def disarm(current) -> None:
             else:
                 # A stopped batch processor drops what it is given (SDK BatchProcessor.emit).
                 component.shutdown()
-        except Exception:  # noqa: BLE001 - telemetry must not stop the app
+        except Exception:  # telemetry must not stop the app
             log.exception("gunicorn-otel: could not stop FastAPI's %s exporter", signal.lower())
     if stopped:
         # A warning, not a log line: standalone, our logger has no handler of its own.

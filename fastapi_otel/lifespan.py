@@ -36,7 +36,8 @@ import atexit
 import contextlib
 import inspect
 import threading
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi_otel import auto_configure, server_spans
 

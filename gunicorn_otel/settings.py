@@ -23,8 +23,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from gunicorn_otel._master.worker_kinds import PROCESSORS as _PROCESSOR_MODELS
 

@@ -116,7 +116,7 @@ def test_sigkill_of_a_worker_is_replaced_and_keeps_its_slot(receiver, gunicorn):
     victim = proc.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     replacement = proc.wait_for_new_worker(known=2, timeout=15)
-    proc.wait_for_log(r"gunicorn-otel: worker %d ready" % replacement, timeout=15)
+    proc.wait_for_log(rf"gunicorn-otel: worker {replacement} ready", timeout=15)
     assert load(proc.base_url, "/?spans=1", requests=50, concurrency=2)[0] == 50
     proc.stop(signal.SIGTERM, timeout=30)
 

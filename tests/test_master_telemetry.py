@@ -161,7 +161,8 @@ def test_workers_inherit_no_threads_and_opt_out_works(receiver, gunicorn):
         threads[enabled] = _threads(proc.worker_pids()[0])
         masters[enabled] = proc.master_pid
         assert receiver.wait_for(  # the worker's own metrics arrive either way
-            lambda: any(m.resource.get("process.pid") == proc.worker_pids()[0] for m in receiver.metrics()), timeout=15
+            lambda proc=proc: any(m.resource.get("process.pid") == proc.worker_pids()[0] for m in receiver.metrics()),
+            timeout=15,
         )
         proc.stop(signal.SIGTERM, timeout=30)
     assert threads["true"] == threads["false"], threads
@@ -183,7 +184,7 @@ def test_black_hole_collector_does_not_slow_the_master(gunicorn):
         old = proc.live_worker_pids()
         proc.signal(signal.SIGHUP)
         wait_gone(old, timeout=10)  # a reload lasts as long as the old workers' (bounded) flush
-        proc.wait_for_log(r"gunicorn-otel: worker %d ready" % proc.worker_pids()[-1], timeout=15)
+        proc.wait_for_log(rf"gunicorn-otel: worker {proc.worker_pids()[-1]} ready", timeout=15)
         result = proc.stop(signal.SIGTERM, timeout=30)
     # Workers flush for at most 2 s each (in parallel), the master's last export waits 0.5 s.
     assert result.elapsed < 2.0 + 0.5 + 1.5, result.elapsed

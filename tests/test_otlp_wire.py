@@ -209,7 +209,9 @@ def assert_same_as_official(spans, *, fast=True) -> bytes:
     prepared = [otlp_wire.encode_span(span) for span in spans]
     assert all(type(item) is otlp_wire.EncodedSpan for item in prepared)
     assert ours_from(prepared) == ours
-    assert ours_from([item if i % 2 else span for i, (span, item) in enumerate(zip(spans, prepared))]) == ours
+    assert (
+        ours_from([item if i % 2 else span for i, (span, item) in enumerate(zip(spans, prepared, strict=True))]) == ours
+    )
     return ours
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def run_all(calls: dict[str, Callable[[], object]], deadline: Deadline) -> dict[
         def target(name: str = name, call: Callable[[], object] = call) -> None:
             try:
                 call()
-            except Exception:  # noqa: BLE001 - reported, never propagated
+            except Exception:  # reported, never propagated
                 log.exception("gunicorn-otel: %s failed", name)
 
         thread = threading.Thread(target=target, name=f"gunicorn-otel-{name}", daemon=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _after_fork_in_child() -> None:
     for callback in list(_callbacks):
         try:
             callback()
-        except Exception:  # noqa: BLE001 - one failing callback must not cost the others, or the fork
+        except Exception:  # one failing callback must not cost the others, or the fork
             log.debug("gunicorn-otel: after-fork callback %r failed", callback, exc_info=True)
 
 

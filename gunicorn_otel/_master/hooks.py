@@ -108,7 +108,7 @@ def post_fork(server, worker) -> None:
             from gunicorn_otel._worker import models
 
             models.get(kind.model).prepare(_settings())
-        except Exception:  # noqa: BLE001 - costs telemetry, never the worker
+        except Exception:  # costs telemetry, never the worker
             logging.getLogger("gunicorn.error").exception(
                 "gunicorn-otel: %s set-up failed in worker %s", kind.model, forksafe.pid()
             )
@@ -191,7 +191,7 @@ def _start(worker_model: str, worker) -> None:
         models.get(worker_model).setup(s)
         model = worker_kinds.pipeline_model(worker_model, s.processor)
         runtime.get_or_create(s, model=model, resource_attributes=attributes).start()
-    except Exception:  # noqa: BLE001
+    except Exception:
         logging.getLogger("gunicorn.error").exception(
             "gunicorn-otel: telemetry could not start in worker %s; serving without it", forksafe.pid()
         )

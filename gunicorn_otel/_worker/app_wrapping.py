@@ -101,7 +101,7 @@ def skip_reason(app) -> str | None:
 
 
 def _looks_asgi(app) -> bool:
-    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))
+    return inspect.iscoroutinefunction(app) or (callable(app) and inspect.iscoroutinefunction(app.__call__))
 
 
 def wrap_loaded_app(worker) -> bool:

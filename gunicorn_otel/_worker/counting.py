@@ -41,7 +41,7 @@ class CountingExporter:
     def export(self, batch):
         try:
             result = self.inner.export(batch)
-        except Exception:  # noqa: BLE001 - an exporter bug must not kill the batch worker
+        except Exception:  # an exporter bug must not kill the batch worker
             log.exception("gunicorn-otel: %s exporter raised", self.signal)
             result = None
         if _succeeded(result):
@@ -96,7 +96,7 @@ class CountingMetricExporter(MetricExporter):
         count = _points(metrics_data)
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("gunicorn-otel: metrics exporter raised")
             result = MetricExportResult.FAILURE
         if result is MetricExportResult.SUCCESS:

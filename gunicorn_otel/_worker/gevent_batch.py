@@ -116,7 +116,7 @@ class GreenletBatcher:
         if self._prepare is not None:
             try:
                 item = self._prepare(item)
-            except Exception:  # noqa: BLE001 - one bad item must cost that item, never the request
+            except Exception:  # one bad item must cost that item, never the request
                 log.exception("gunicorn-otel: a %s item could not be encoded; dropped", self.signal)
                 self.stats.dropped(self.signal, EXPORT_FAILED, 1)
                 return
@@ -147,7 +147,7 @@ class GreenletBatcher:
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             self.exporter.export(batch)  # CountingExporter records the outcome
-        except Exception:  # noqa: BLE001 - keep the dispatcher alive
+        except Exception:  # keep the dispatcher alive
             log.exception("gunicorn-otel: exporting %s failed", self.signal)
         finally:
             detach(token)
@@ -207,7 +207,7 @@ class GreenletBatcher:
             self._dispatcher.kill(block=False)
         try:
             self.exporter.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("gunicorn-otel: exporter shutdown failed", exc_info=True)
         return finished
 

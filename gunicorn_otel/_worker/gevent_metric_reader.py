@@ -48,14 +48,14 @@ class GreenletMetricReader(MetricReader):
     def _collect_quietly(self, timeout_millis: float) -> None:
         try:
             self.collect(timeout_millis=timeout_millis)
-        except Exception:  # noqa: BLE001 - a failed collection must not end the ticker
+        except Exception:  # a failed collection must not end the ticker
             log.exception("gunicorn-otel: metric collection failed")
 
     def _receive_metrics(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> None:
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             self._exporter.export(metrics_data, timeout_millis=timeout_millis)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("gunicorn-otel: exporting metrics failed")
         finally:
             detach(token)

@@ -210,7 +210,7 @@ def _encoded_pair(key, value):
     """Length-prefixed KeyValue, or None (logged) if the official encoder would skip it too."""
     try:
         body = _key_value(key, value)
-    except Exception as error:  # noqa: BLE001 - mirrors the official _encode_attributes
+    except Exception as error:  # mirrors the official _encode_attributes
         log.exception("Failed to encode key %s: %s", key, error)
         return None
     return _varint(len(body)) + body
@@ -509,7 +509,7 @@ def _span_parts(span) -> tuple:
     if _is_fast(span.__class__):
         try:
             return span._resource, span._instrumentation_scope or None, _span(span)
-        except Exception:  # noqa: BLE001 - whatever the official encoder makes of it, it makes here
+        except Exception:  # whatever the official encoder makes of it, it makes here
             log.debug("gunicorn-otel: span %r left to the official encoder", span._name, exc_info=True)
     return span.resource, span.instrumentation_scope or None, _official_span(span)
 

@@ -38,7 +38,7 @@ __all__ = ["Deadline", "Runtime", "current", "get_or_create", "hosted"]
 
 log = logging.getLogger(__name__)
 
-_current: "Runtime | None" = None
+_current: Runtime | None = None
 
 
 @forksafe.register
@@ -48,7 +48,7 @@ def _drop_in_child() -> None:
     _current = None
 
 
-def current() -> "Runtime | None":
+def current() -> Runtime | None:
     """The runtime of this process, if one was started here (not inherited)."""
     return _current
 
@@ -64,7 +64,7 @@ def hosted() -> bool:
     return hooks.loaded_settings() is not None
 
 
-def get_or_create(settings: Settings, **kwargs) -> "Runtime":
+def get_or_create(settings: Settings, **kwargs) -> Runtime:
     """This process's runtime, creating it on first use; an inherited one is discarded."""
     global _current
     runtime = current()
@@ -278,7 +278,7 @@ class Runtime:
         if exporter is not None:
             try:
                 exporter.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("gunicorn-otel: exporter shutdown failed", exc_info=True)
         if signal == METRICS:
             return

@@ -134,7 +134,7 @@ class GunicornProcess:
         )
         self._known_pids.add(self.popen.pid)
 
-    def start(self, ready_timeout: float = 30) -> "GunicornProcess":
+    def start(self, ready_timeout: float = 30) -> GunicornProcess:
         self._spawn()
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
@@ -235,7 +235,7 @@ class GunicornProcess:
             time.sleep(0.05)
         raise AssertionError(f"{pattern!r} not in the log after {timeout}s:\n{self.log_tail()}")
 
-    def __enter__(self) -> "GunicornProcess":
+    def __enter__(self) -> GunicornProcess:
         return self
 
     def __exit__(self, *exc) -> None:

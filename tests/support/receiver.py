@@ -22,8 +22,9 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -126,7 +127,7 @@ def _items(path: str):
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
+    def log_message(self, format, *args):  # keep test output quiet
         pass
 
     def do_POST(self):
@@ -239,7 +240,7 @@ class OTLPReceiver:
 
     # -- lifecycle -------------------------------------------------------
 
-    def start(self) -> "OTLPReceiver":
+    def start(self) -> OTLPReceiver:
         self._listen()
         return self
 
@@ -273,7 +274,7 @@ class OTLPReceiver:
             self._cond.notify_all()
         self._close()
 
-    def __enter__(self) -> "OTLPReceiver":
+    def __enter__(self) -> OTLPReceiver:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -433,7 +434,7 @@ class _BlackHole:
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             self.accepted.append(conn)
 
@@ -480,7 +481,7 @@ if __name__ == "__main__":
 class OTLPGrpcReceiver(OTLPReceiver):
     """The same store and queries, fed by OTLP/gRPC (modes: ok and slow only)."""
 
-    def start(self) -> "OTLPGrpcReceiver":
+    def start(self) -> OTLPGrpcReceiver:
         from concurrent import futures
 
         import grpc
