@@ -44,7 +44,7 @@ def chain(*hooks: Callable) -> Callable:
             raise error
 
     first = hooks[0]
-    chained.__signature__ = inspect.signature(first)
+    chained.__signature__ = inspect.signature(first)  # type: ignore[attr-defined]  # read by inspect.signature
     chained.__name__ = getattr(first, "__name__", "chained")
     chained.__qualname__ = chained.__name__
     chained.__doc__ = "Chained Gunicorn hook: " + ", ".join(getattr(h, "__qualname__", repr(h)) for h in hooks)

@@ -101,7 +101,7 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
 
     for sig in s.enabled_signals():
         options = s.exporting(sig)
-        if options.kind != "otlp":
+        if options.kind != "otlp" or options.endpoint is None:
             continue
         ok, detail = _reachable(options.endpoint, connect_timeout)
         report["endpoints"][sig] = {"endpoint": options.endpoint, "reachable": ok, "detail": detail}

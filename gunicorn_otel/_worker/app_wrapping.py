@@ -118,15 +118,16 @@ def wrap_loaded_app(worker) -> bool:
         log.info("gunicorn-otel: GUNICORN_OTEL_WRAP_APP: not wrapping %s: %s", type(app).__name__, reason)
         return False
     os.environ.setdefault(SANITIZE_VARIABLE, SENSITIVE_HEADERS)  # read by both middlewares
+    wrapped: object
     try:
         if attribute == "asgi" or uvicorn:
-            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as AsgiMiddleware
 
-            wrapped = OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"])
+            wrapped = AsgiMiddleware(app, exclude_spans=["receive", "send"])
         else:
-            from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+            from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiMiddleware
 
-            wrapped = OpenTelemetryMiddleware(app)
+            wrapped = WsgiMiddleware(app)
     except ImportError:
         log.error("gunicorn-otel: GUNICORN_OTEL_WRAP_APP needs pip install 'gunicorn-otel[wsgi]'; app left unwrapped")
         return False

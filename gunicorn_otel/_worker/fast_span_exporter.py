@@ -34,7 +34,7 @@ try:  # same exception type the parent records for an oversized batch
     from opentelemetry.exporter.otlp.proto.http._common import RequestPayloadTooLargeError
 except ImportError:  # pragma: no cover - only if the SDK moves it
 
-    class RequestPayloadTooLargeError(Exception):
+    class RequestPayloadTooLargeError(Exception):  # type: ignore[no-redef]
         pass
 
 

@@ -226,7 +226,7 @@ class _BatcherProcessor:
         return self.batcher.shutdown(deadline or Deadline.after(_DEFAULT_SHUTDOWN_SECONDS))
 
 
-class GreenletSpanProcessor(_BatcherProcessor, SpanProcessor):
+class GreenletSpanProcessor(_BatcherProcessor, SpanProcessor):  # type: ignore[misc]  # shutdown(deadline) -> bool widens the SDK's shutdown() (models.Model)
     """Sampled spans into a ``GreenletBatcher``.
 
     Build the batcher with ``prepare=exporter.prepare_span`` where the
@@ -259,7 +259,7 @@ def detached_log_record(log_record) -> ReadableLogRecord:
     )
 
 
-class GreenletLogRecordProcessor(_BatcherProcessor, LogRecordProcessor):
+class GreenletLogRecordProcessor(_BatcherProcessor, LogRecordProcessor):  # type: ignore[misc]  # shutdown(deadline) -> bool widens the SDK's shutdown() (models.Model)
     """Log records into a ``GreenletBatcher`` built with ``prepare=detached_log_record``."""
 
     def on_emit(self, log_record) -> None:

@@ -36,7 +36,9 @@ class GreenletMetricReader(MetricReader):
         self._generation = forksafe.generation
         self._is_shutdown = False
 
-    def _set_collect_callback(self, func) -> None:
+    # The SDK marks it @final, but it is the one call that tells a reader it is
+    # registered (by the MeterProvider), so the ticker starts there.
+    def _set_collect_callback(self, func) -> None:  # type: ignore[misc]
         super()._set_collect_callback(func)
         if self._ticker is None and self._generation == forksafe.generation:
             self._ticker = gevent.spawn(self._tick)

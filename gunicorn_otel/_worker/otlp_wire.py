@@ -365,9 +365,9 @@ def _span(span) -> bytes:
     if (
         events.__class__ is not BoundedList
         or links.__class__ is not BoundedList
-        or events._dq
+        or events._dq  # type: ignore[attr-defined]  # BoundedList's private deque
         or events.dropped
-        or links._dq
+        or links._dq  # type: ignore[attr-defined]
         or links.dropped
     ):
         _events_and_links(events, links, parts)
@@ -542,12 +542,12 @@ def encode_spans(spans: Sequence) -> bytes:
         last_list.append(b"\x12" + _varint(len(body)))  # ScopeSpans.spans (2)
         last_list.append(body)
 
-    out = []
+    out: list[bytes] = []
     for resource, scopes in groups.items():
         resource_prefix, resource_suffix = _cached(_resource_cache, resource, _resource_parts)
         resource_size = len(resource_prefix) + len(resource_suffix)
         resource_index = len(out)
-        out.append(None)  # ResourceSpans header, once its size is known
+        out.append(b"")  # ResourceSpans header, once its size is known
         out.append(resource_prefix)
         for scope, encoded_spans in scopes.items():
             scope_prefix, scope_suffix = _cached(_scope_cache, scope, _scope_parts)

@@ -27,12 +27,20 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from gunicorn_otel._master import forksafe
 from gunicorn_otel._master.deadline import Deadline, run_all
 from gunicorn_otel._master.worker_kinds import THREADS
 from gunicorn_otel._worker.stats import LOGS, METRICS, SHUTDOWN_DEADLINE, TRACES, ExportStats
 from gunicorn_otel.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from gunicorn_otel._worker.log_bridge import LogBridge
 
 __all__ = ["Deadline", "Runtime", "current", "get_or_create", "hosted"]
 
@@ -95,13 +103,14 @@ class Runtime:
         self.stats = ExportStats()
         self.started = False
         self.stopped = False
-        self.tracer_provider = None
-        self.meter_provider = None
-        self.logger_provider = None
-        self._span_processor = None
-        self._log_processor = None
-        self._log_bridge = None
-        self._exporters: dict[str, object] = {}
+        self.tracer_provider: TracerProvider | None = None
+        self.meter_provider: MeterProvider | None = None
+        self.logger_provider: LoggerProvider | None = None
+        # The model's processors: shutdown(deadline) -> bool (models.Model).
+        self._span_processor: Any = None
+        self._log_processor: Any = None
+        self._log_bridge: LogBridge | None = None
+        self._exporters: dict[str, Any] = {}
 
     # -- start -------------------------------------------------------------
 
@@ -232,9 +241,10 @@ class Runtime:
         processors = {TRACES: self._span_processor, LOGS: self._log_processor}
         left_behind: set[str] = set()
 
-        def stop(signal, provider, by: Deadline):
-            if provider is self.meter_provider:
-                return lambda: provider.shutdown(timeout_millis=by.remaining_millis())
+        def stop(signal: str, provider: Any, by: Deadline):
+            meter = self.meter_provider
+            if meter is not None and provider is meter:
+                return lambda: meter.shutdown(timeout_millis=by.remaining_millis())
             processor = processors.get(signal)
 
             def call() -> None:

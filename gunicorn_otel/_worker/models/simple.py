@@ -29,7 +29,7 @@ class _ShutdownOnce:
         return True
 
 
-class CountedSimpleSpanProcessor(_ShutdownOnce, SimpleSpanProcessor):
+class CountedSimpleSpanProcessor(_ShutdownOnce, SimpleSpanProcessor):  # type: ignore[misc]  # shutdown(deadline) -> bool widens the SDK's shutdown() (models.Model)
     def __init__(self, exporter, stats: ExportStats) -> None:
         super().__init__(exporter)
         self._stats = stats
@@ -40,7 +40,7 @@ class CountedSimpleSpanProcessor(_ShutdownOnce, SimpleSpanProcessor):
         super().on_end(span)
 
 
-class CountedSimpleLogRecordProcessor(_ShutdownOnce, SimpleLogRecordProcessor):
+class CountedSimpleLogRecordProcessor(_ShutdownOnce, SimpleLogRecordProcessor):  # type: ignore[misc]  # shutdown(deadline) -> bool widens the SDK's shutdown() (models.Model)
     def __init__(self, exporter, stats: ExportStats) -> None:
         super().__init__(exporter)
         self._stats = stats

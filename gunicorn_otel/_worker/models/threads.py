@@ -38,7 +38,7 @@ class _QueueAccounting:
 
     def _account(self) -> None:
         self._stats.accepted(self._signal)
-        if self._deque is not None and len(self._deque) >= self._limit:
+        if self._deque is not None and self._limit is not None and len(self._deque) >= self._limit:
             self._stats.dropped(self._signal, QUEUE_FULL, 1)
 
     def pending(self) -> int:
@@ -60,7 +60,7 @@ class _QueueAccounting:
         return thread is None or not thread.is_alive()
 
 
-class CountedBatchSpanProcessor(_QueueAccounting, BatchSpanProcessor):
+class CountedBatchSpanProcessor(_QueueAccounting, BatchSpanProcessor):  # type: ignore[misc]  # shutdown(deadline) -> bool widens the SDK's shutdown() (models.Model)
     """Queues span objects, not spans encoded as they end (as the gevent processor does).
 
     Encoding on the request thread was tried and overflowed the queue more
@@ -77,7 +77,7 @@ class CountedBatchSpanProcessor(_QueueAccounting, BatchSpanProcessor):
         super().on_end(span)
 
 
-class CountedBatchLogRecordProcessor(_QueueAccounting, BatchLogRecordProcessor):
+class CountedBatchLogRecordProcessor(_QueueAccounting, BatchLogRecordProcessor):  # type: ignore[misc]  # shutdown(deadline) -> bool widens the SDK's shutdown() (models.Model)
     def __init__(self, exporter, stats: ExportStats, **kwargs) -> None:
         super().__init__(exporter, **kwargs)
         self._init_accounting(LOGS, stats)
