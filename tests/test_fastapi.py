@@ -186,6 +186,7 @@ def test_stop_is_bounded_when_the_collector_does_not_answer(worker_class, gunico
     assert result.returncode == 0
     # One budget per worker: the lifespan leaves the flush to worker_exit.
     assert result.elapsed < bound + slack.STOP, (result.elapsed, log)  # unbounded: 10 s or more
+    assert len(flushes := proc.flush_times()) == 2 and max(flushes) < bound + slack.BUSY, (flushes, log)
     assert log.count("(deadline reached)") == 2, log
 
 

@@ -67,6 +67,7 @@ def test_exit_is_bounded_against_a_black_hole(worker_class, app, gunicorn):
     assert result.returncode == 0
     # The upstream recipe took 10-11 s here.
     assert result.elapsed < bound + slack.STOP, (result.elapsed, log)
+    assert len(flushes := proc.flush_times()) == 2 and max(flushes) < bound + slack.BUSY, (flushes, log)
     assert log.count("(deadline reached)") == 2, log
     assert "shutdown_deadline=" in log
 

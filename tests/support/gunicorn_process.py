@@ -22,6 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 APPS = ROOT / "tests" / "apps"
 
 _BOOT = re.compile(r"Booting worker with pid: (\d+)")
+_FLUSHED = re.compile(r"gunicorn-otel: pid \d+ flushed in ([\d.]+)s")
 
 
 def free_port() -> int:
@@ -174,6 +175,10 @@ class GunicornProcess:
                 raise AssertionError(f"no worker booted after the first {known} in {timeout}s:\n{self.log_tail()}")
             time.sleep(0.02)
         return pids[known]
+
+    def flush_times(self) -> list[float]:
+        """Each worker's exit flush, in seconds, as the worker logged it."""
+        return [float(t) for t in _FLUSHED.findall(self.log_text())]
 
     def live_worker_pids(self) -> list[int]:
         return [pid for pid in self.worker_pids() if pid_alive(pid)]

@@ -12,11 +12,16 @@ test plus one of these, each still well below what the unbounded case costs
 * a CI machine with 2 cores shared with other test runs: a process can wait
   a second or more for a core, and the limits below flaked at 2.5 s of stop
   slack, 4 s of start slack, and under 1 s with no slack.
+
+Where a whole stop is timed with ``STOP``, the test also checks each
+worker's own flush time (``GunicornProcess.flush_times``, logged by the
+worker) against the bound plus ``BUSY``: that part is ours and stays tight.
 """
 
-# Added to a shutdown bound when a whole Gunicorn stop is timed:
-# Gunicorn's own ~1.5 s plus 2 s for a loaded machine.
-STOP = 3.5
+# Added to a shutdown bound when a whole Gunicorn stop is timed: Gunicorn's own
+# ~1.5 s plus a loaded machine.  With a 2 s bound, stops beyond the 2 s flush took
+# 1-2.5 s at load average 11 and up to 5.8 s at 17; unbounded stops take 10 s or more.
+STOP = 5.0
 
 # Added to a limit under 1 s (a request answered, an exit that must not
 # wait): one scheduling delay on a loaded machine.
