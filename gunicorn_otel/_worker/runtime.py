@@ -129,14 +129,17 @@ class Runtime:
             self._start_metrics(resource)
         if LOGS in signals:
             self._start_logs(resource)
+        from gunicorn_otel._worker import ownership
+
+        ownership.adopt(self)
         log.debug("gunicorn-otel: runtime started in pid %s (%s processor)", self.pid, self.processor)
 
     def _resource(self):
         from opentelemetry.sdk.resources import Resource
 
         attributes = dict(self.settings.resource_attributes)
-        if self.settings.service_name:
-            attributes["service.name"] = self.settings.service_name
+        # The same name as the master's (gunicorn_otel._master.identity).
+        attributes["service.name"] = self.settings.service_name_resolved()
         attributes.update(self.extra_attributes)
         # Ours win over the SDK's detectors: the SDK's own service.instance.id
         # detector would otherwise pick a value per provider, not per process.
