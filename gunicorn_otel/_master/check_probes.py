@@ -107,12 +107,22 @@ def gunicorn_config(args: list[str]) -> Findings:
 
 
 def _load(args: list[str]):
-    from gunicorn.app.wsgiapp import WSGIApplication
+    """Gunicorn's own config loading (``Application.load_config``) for ``args``; an app is optional."""
+    from gunicorn.app.base import Application
+
+    class Probe(Application):
+        app_uri: str | None = None
+
+        def init(self, parser, opts, args):
+            self.app_uri = args[0] if args else None
+
+        def load(self):
+            return None
 
     saved = sys.argv
     sys.argv = ["gunicorn", *args]
     try:
-        return WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn")
+        return Probe("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn")
     finally:
         sys.argv = saved
 

@@ -316,7 +316,10 @@ def summary() -> str | None:
     if state.reinstrumented or state.per_process:
         names = sorted(n.rsplit(".", 2)[-2] for n in state.reinstrumented + state.per_process)
         parts.append("instrumentations moved to the workers' providers: " + ", ".join(names))
-    return "gunicorn-otel: opentelemetry-instrument detected; " + ("; ".join(parts) or "nothing to take over")
+    who = "opentelemetry-instrument detected" if state.wrapper else (
+        "OpenTelemetry was set up in the master before Gunicorn loaded this config (a sitecustomize?)"
+    )
+    return f"gunicorn-otel: {who}; " + ("; ".join(parts) or "nothing to take over")
 
 
 # -- the distro's defaults -------------------------------------------------
