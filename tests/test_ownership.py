@@ -101,7 +101,7 @@ def test_check_reports_providers_built_at_import(tmp_path):
         env=env, capture_output=True, text=True, timeout=60,
     )
     out = done.stdout
-    assert f"eager_app:app builds an OpenTelemetry TracerProvider at import time ({tmp_path}/eager_app.py:3)" in out, out
+    assert f"builds an OpenTelemetry TracerProvider at import time ({tmp_path}/eager_app.py:3)" in out, out
     assert f"BatchSpanProcessor at import time ({tmp_path}/eager_app.py:4)" in out
     assert "hook " not in out
 

@@ -11,9 +11,9 @@ import os
 
 import requests
 from fastapi import FastAPI
+from zero_code_app import TARGET, _leak
 
 from fastapi_otel import otel_lifespan
-from zero_code_app import TARGET, _leak
 
 log = logging.getLogger("tests.fastapi_zero_code_app")
 app = FastAPI(lifespan=otel_lifespan)
