@@ -290,15 +290,42 @@ def check_startable(worker_class: str) -> None:
 
 
 def gevent_problem(worker_class: str) -> str | None:
-    """gevent workers need ssl unimported until they patch; the wrapper's instrumentations import it."""
-    if "gevent" not in worker_class.lower() or _gevent_patched() or "ssl" not in sys.modules:
+    """gevent workers patch ``ssl`` late; modules holding the unpatched ``SSLContext`` stay blocking.
+
+    gevent's own test (``gevent/monkey/__init__.py`` ``patch_ssl``): a warning when
+    modules other than ``ssl`` hold a direct reference to the original
+    ``SSLContext``.  Gunicorn importing ``ssl`` is harmless; the wrapper's
+    instrumentations importing ``urllib3`` or ``requests`` in the master is not.
+    """
+    if "gevent" not in worker_class.lower() or _gevent_patched():
+        return None
+    holders = _ssl_context_holders()
+    if not holders:
         return None
     return (
-        f"-k {worker_class} under opentelemetry-instrument: its instrumentations imported ssl in the master "
-        "before gevent could patch it (gevent's MonkeyPatchWarning; TLS that blocks the hub). "
-        "Set OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH=patch_all so "
-        "opentelemetry-instrument patches first, or run without opentelemetry-instrument"
+        f"-k {worker_class} under opentelemetry-instrument: modules it imported in the master hold ssl.SSLContext "
+        f"before gevent can patch it ({', '.join(holders[:5])}{', ...' if len(holders) > 5 else ''}; gevent's "
+        "MonkeyPatchWarning, TLS that blocks the hub). Set OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH"
+        "=patch_all so opentelemetry-instrument patches first, or run without opentelemetry-instrument"
     )
+
+
+def _ssl_context_holders() -> list[str]:
+    ssl = sys.modules.get("ssl")
+    original = getattr(ssl, "SSLContext", None)
+    if original is None:
+        return []
+    holders = []
+    for name, module in list(sys.modules.items()):
+        if name == "ssl" or name.startswith("gevent") or module is None:
+            continue
+        try:
+            values = list(vars(module).values())
+        except TypeError:
+            continue
+        if any(value is original for value in values):
+            holders.append(name)
+    return sorted(holders)
 
 
 def _gevent_patched() -> bool:
