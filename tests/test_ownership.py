@@ -31,11 +31,14 @@ def _last_by_kind(receiver, name: str) -> dict:
     return last
 
 
-@pytest.mark.parametrize("worker_class, app", [
-    ("gthread", "zero_code_app:app"),
-    ("gevent", "zero_code_app:app"),
-    ("uvicorn_worker.UvicornWorker", "fastapi_zero_code_app:app"),  # a sync endpoint, in the thread pool
-])
+@pytest.mark.parametrize(
+    "worker_class, app",
+    [
+        ("gthread", "zero_code_app:app"),
+        ("gevent", "zero_code_app:app"),
+        ("uvicorn_worker.UvicornWorker", "fastapi_zero_code_app:app"),  # a sync endpoint, in the thread pool
+    ],
+)
 def test_a_provider_per_request_is_warned_once_and_counted(worker_class, app, receiver, gunicorn):
     proc = gunicorn(app, worker_class=worker_class, workers=1, env=otel_env(receiver.endpoint))
     for _ in range(LEAKS):
@@ -54,8 +57,7 @@ def test_a_provider_per_request_is_warned_once_and_counted(worker_class, app, re
 
 def test_replaced_hook_is_reported_at_start_and_by_check(receiver, gunicorn):
     conf = str(APPS / "replaced_hook_conf.py")
-    proc = gunicorn("wsgi_app:app", config=conf, env=otel_env(receiver.endpoint),
-                    ready_log=r"user post_fork ran")
+    proc = gunicorn("wsgi_app:app", config=conf, env=otel_env(receiver.endpoint), ready_log=r"user post_fork ran")
     assert proc.get("/?spans=2")[0] == 200
     proc.stop(signal.SIGTERM, timeout=30)
     log = proc.log_text()
@@ -64,10 +66,18 @@ def test_replaced_hook_is_reported_at_start_and_by_check(receiver, gunicorn):
     assert [s for s in receiver.spans() if s.name == "work"] == [], "the replaced hook really lost the worker's spans"
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GUNICORN_OTEL_"))}
-    env.update(OTEL_SERVICE_NAME="shop", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-               PYTHONPATH=os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-m", "gunicorn_otel", "check", "--", "-c", conf, "zero_code_app:app"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    env.update(
+        OTEL_SERVICE_NAME="shop",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        PYTHONPATH=os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn_otel", "check", "--", "-c", conf, "zero_code_app:app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "WARNING: hook post_fork" in done.stdout
     assert "post_fork = chain(gunicorn_otel.conf.post_fork, post_fork)" in done.stdout
@@ -96,9 +106,24 @@ def test_check_reports_providers_built_at_import(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GUNICORN_OTEL_"))}
     env.update(OTEL_SERVICE_NAME="shop", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
     done = subprocess.run(
-        [sys.executable, "-m", "gunicorn_otel", "check", "--connect-timeout", "0.2", "--",
-         "-c", "python:gunicorn_otel.conf", "--chdir", str(tmp_path), "eager_app:app"],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn_otel",
+            "check",
+            "--connect-timeout",
+            "0.2",
+            "--",
+            "-c",
+            "python:gunicorn_otel.conf",
+            "--chdir",
+            str(tmp_path),
+            "eager_app:app",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     out = done.stdout
     assert f"builds an OpenTelemetry TracerProvider at import time ({tmp_path}/eager_app.py:3)" in out, out
@@ -107,8 +132,12 @@ def test_check_reports_providers_built_at_import(tmp_path):
 
 
 RUNTIME_METRICS = {
-    "process.cpu.time", "process.memory.usage", "process.thread.count", "process.open_file_descriptor.count",
-    "cpython.gc.collections", "process.context_switches",
+    "process.cpu.time",
+    "process.memory.usage",
+    "process.thread.count",
+    "process.open_file_descriptor.count",
+    "cpython.gc.collections",
+    "process.context_switches",
 }
 
 

@@ -21,8 +21,10 @@ from tests.support.receiver import OTLPGrpcReceiver
 
 BIN = os.path.dirname(sys.executable)
 # What a half-owned worker prints; none of it may appear.
-BAD_LOG = re.compile(r"Overriding of current|Traceback|KeyError|Exception ignored|MonkeyPatchWarning|"
-                     r"already set in this process|Exporter already shutdown")
+BAD_LOG = re.compile(
+    r"Overriding of current|Traceback|KeyError|Exception ignored|MonkeyPatchWarning|"
+    r"already set in this process|Exporter already shutdown"
+)
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 CALLS = 6
 
@@ -41,8 +43,13 @@ def instrumented(tmp_path):
     started: list[InstrumentedGunicorn] = []
 
     def start(app, *, env, start=True, args=(), **kwargs):
-        proc = InstrumentedGunicorn(app, args=("--no-control-socket", *args), env=env,
-                                    log_path=tmp_path / f"gunicorn-{len(started)}.log", **kwargs)
+        proc = InstrumentedGunicorn(
+            app,
+            args=("--no-control-socket", *args),
+            env=env,
+            log_path=tmp_path / f"gunicorn-{len(started)}.log",
+            **kwargs,
+        )
         started.append(proc)
         proc.__enter__()
         if start:
@@ -55,8 +62,13 @@ def instrumented(tmp_path):
 
 
 def zero_code_env(endpoint: str, **overrides: str) -> dict:
-    env = otel_env(endpoint, OTEL_SERVICE_NAME="zc", OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-                   GUNICORN_OTEL_WRAP_APP="true", APP_CLIENT_URL=endpoint + "/health")
+    env = otel_env(
+        endpoint,
+        OTEL_SERVICE_NAME="zc",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        GUNICORN_OTEL_WRAP_APP="true",
+        APP_CLIENT_URL=endpoint + "/health",
+    )
     env.update(overrides)
     return env
 
@@ -67,10 +79,12 @@ CASES = [
     pytest.param("gthread", True, {}, id="gthread-preload"),
     pytest.param("tornado", False, {}, id="tornado"),
     pytest.param("uvicorn_worker.UvicornWorker", False, {}, id="uvicorn-fastapi"),
-    pytest.param("gevent", False, {"OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH": "patch_all"},
-                 id="gevent"),
-    pytest.param("gevent", True, {"OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH": "patch_all"},
-                 id="gevent-preload"),
+    pytest.param(
+        "gevent", False, {"OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH": "patch_all"}, id="gevent"
+    ),
+    pytest.param(
+        "gevent", True, {"OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH": "patch_all"}, id="gevent-preload"
+    ),
 ]
 
 
@@ -111,14 +125,14 @@ def test_instrumentations_keep_working_on_our_providers(worker_class, preload, e
     metrics = receiver.metrics()
     client_metrics = [m for m in metrics if m.name.startswith("http.client.")]
     assert client_metrics and all(m.resource.get("process.pid") in workers for m in client_metrics)
-    assert all(m.resource.get("gunicorn.role") == "master" or m.resource.get("process.pid") in workers
-               for m in metrics)
+    assert all(m.resource.get("gunicorn.role") == "master" or m.resource.get("process.pid") in workers for m in metrics)
     assert log.count("traces accepted=") == 2
 
 
 def test_gevent_without_early_patching_stops_with_what_to_change(receiver, instrumented):
-    proc = instrumented("zero_code_app:app", worker_class="gevent", workers=1,
-                        env=zero_code_env(receiver.endpoint), start=False)
+    proc = instrumented(
+        "zero_code_app:app", worker_class="gevent", workers=1, env=zero_code_env(receiver.endpoint), start=False
+    )
     code, log = proc.run_to_exit(timeout=30)
     assert code != 0
     assert "gunicorn-otel: cannot run correctly" in log
@@ -163,14 +177,32 @@ def test_a_settings_error_caused_by_the_distro_says_so():
 def test_check_under_the_wrapper_and_without_it():
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GUNICORN_OTEL_"))}
     env = {**clean, "OTEL_SERVICE_NAME": "zc", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
-    plain = subprocess.run([sys.executable, "-m", "gunicorn_otel", "check", "--connect-timeout", "0.2"],
-                           env=env, capture_output=True, text=True, timeout=60)
+    plain = subprocess.run(
+        [sys.executable, "-m", "gunicorn_otel", "check", "--connect-timeout", "0.2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "opentelemetry-instrument is usable here" in plain.stdout, plain.stdout
     assert "opentelemetry-distro sets OTEL_EXPORTER_OTLP_PROTOCOL=grpc" in plain.stdout
     wrapped = subprocess.run(
-        [os.path.join(BIN, "opentelemetry-instrument"), sys.executable, "-m", "gunicorn_otel", "check",
-         "--connect-timeout", "0.2", "--", "-k", "gevent"],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            os.path.join(BIN, "opentelemetry-instrument"),
+            sys.executable,
+            "-m",
+            "gunicorn_otel",
+            "check",
+            "--connect-timeout",
+            "0.2",
+            "--",
+            "-k",
+            "gevent",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "running under opentelemetry-instrument" in wrapped.stdout, wrapped.stdout + wrapped.stderr
     assert "OTEL_EXPORTER_OTLP_PROTOCOL=grpc was set by opentelemetry-distro" in wrapped.stdout

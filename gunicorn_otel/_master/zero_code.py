@@ -60,8 +60,13 @@ PER_PROCESS = (LOGGING_INSTRUMENTOR, SYSTEM_METRICS_INSTRUMENTOR)
 # (API module, provider global, set-once global, proxy global, proxy class)
 _GLOBALS = (
     ("opentelemetry.trace", "_TRACER_PROVIDER", "_TRACER_PROVIDER_SET_ONCE", None, None),
-    ("opentelemetry.metrics._internal", "_METER_PROVIDER", "_METER_PROVIDER_SET_ONCE",
-     "_PROXY_METER_PROVIDER", "_ProxyMeterProvider"),
+    (
+        "opentelemetry.metrics._internal",
+        "_METER_PROVIDER",
+        "_METER_PROVIDER_SET_ONCE",
+        "_PROXY_METER_PROVIDER",
+        "_ProxyMeterProvider",
+    ),
     ("opentelemetry._logs._internal", "_LOGGER_PROVIDER", "_LOGGER_PROVIDER_SET_ONCE", None, None),
 )
 
@@ -343,8 +348,10 @@ def summary() -> str | None:
     if state.reinstrumented or state.per_process:
         names = sorted(n.rsplit(".", 2)[-2] for n in state.reinstrumented + state.per_process)
         parts.append("instrumentations moved to the workers' providers: " + ", ".join(names))
-    who = "opentelemetry-instrument detected" if state.wrapper else (
-        "OpenTelemetry was set up in the master before Gunicorn loaded this config (a sitecustomize?)"
+    who = (
+        "opentelemetry-instrument detected"
+        if state.wrapper
+        else ("OpenTelemetry was set up in the master before Gunicorn loaded this config (a sitecustomize?)")
     )
     return f"gunicorn-otel: {who}; " + ("; ".join(parts) or "nothing to take over")
 

@@ -134,7 +134,11 @@ def _warn(kind: str, cost: str, site: str) -> None:
     log.warning(
         "gunicorn-otel: %s built a second OpenTelemetry %s in worker %s, after gunicorn-otel's; it costs %s "
         "and its telemetry bypasses this worker's pipelines (warned once per call site). Reuse the worker's: %s",
-        site, kind, os.getpid(), cost, _REUSE[kind],
+        site,
+        kind,
+        os.getpid(),
+        cost,
+        _REUSE[kind],
     )
 
 
@@ -171,11 +175,15 @@ def register_metrics(meter_provider, watcher: Watcher) -> None:
         return [Observation(native_threads())]
 
     meter.create_observable_counter(
-        "gunicorn_otel.foreign_pipelines", callbacks=[created], unit="{pipeline}",
+        "gunicorn_otel.foreign_pipelines",
+        callbacks=[created],
+        unit="{pipeline}",
         description="OpenTelemetry providers, batch processors and metric readers built in this worker after "
         "gunicorn-otel's, by kind",
     )
     meter.create_observable_gauge(
-        "gunicorn_otel.worker.threads", callbacks=[threads], unit="{thread}",
+        "gunicorn_otel.worker.threads",
+        callbacks=[threads],
+        unit="{thread}",
         description="Native threads in this worker process",
     )
