@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from tests.conftest import otel_env
-from tests.support.gunicorn_process import GunicornProcess
+from tests.support.gunicorn_process import APPS, GunicornProcess
 from tests.support.receiver import OTLPGrpcReceiver
 
 BIN = os.path.dirname(sys.executable)
@@ -208,3 +208,17 @@ def test_check_under_the_wrapper_and_without_it():
     assert "OTEL_EXPORTER_OTLP_PROTOCOL=grpc was set by opentelemetry-distro" in wrapped.stdout
     assert "OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH=patch_all" in wrapped.stdout
     assert wrapped.returncode == 2
+
+
+def test_the_master_exports_nothing_it_queued_before_the_take_over(receiver, instrumented):
+    # A long delay: the wrapper's thread would not export the span by itself; only a drain at shutdown could.
+    env = zero_code_env(receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="600000")
+    proc = instrumented(
+        "zero_code_app:app", worker_class="sync", workers=1, env=env, config=str(APPS / "span_in_master_conf.py")
+    )
+    assert proc.get("/call")[0] == 200
+    proc.stop(signal.SIGTERM, timeout=30)
+    names = [s.name for s in receiver.spans()]
+    assert "GET /call" in names
+    assert "made-in-the-master" not in names
+    assert not BAD_LOG.search(proc.log_text()), proc.log_text()

@@ -155,18 +155,19 @@ def _pipelines_of(providers) -> list[weakref.ref]:
     for _, provider in providers:
         if not _is_sdk(provider):
             continue
-        objects: list = []
-        multi = getattr(provider, "_active_span_processor", None) or getattr(
-            provider, "_multi_log_record_processor", None
-        )
-        objects += list(getattr(multi, "_span_processors", ()) or getattr(multi, "_log_record_processors", ()))
-        objects += _readers(provider)
+        objects = _processors(provider) + _readers(provider)
         for obj in objects:
             try:
                 refs.append(weakref.ref(obj))
             except TypeError:
                 pass
     return refs
+
+
+def _processors(provider) -> list:
+    """A tracer or logger provider's processors (their multi-processor's tuple)."""
+    multi = getattr(provider, "_active_span_processor", None) or getattr(provider, "_multi_log_record_processor", None)
+    return list(getattr(multi, "_span_processors", ()) or getattr(multi, "_log_record_processors", ()) or ())
 
 
 def _readers(provider) -> list:
@@ -176,6 +177,12 @@ def _readers(provider) -> list:
 
 def _shut_down(provider) -> None:
     """Stop a master-side SDK provider without exporting anything from the master."""
+    for processor in _processors(provider):
+        # What the master queued before Gunicorn started (sitecustomize, config import)
+        # would be exported by the final drain, against a collector that may not answer.
+        queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+        if queue is not None:
+            queue.clear()
     for reader in _readers(provider):
         # PeriodicExportingMetricReader collects once more when it stops, and its
         # at-fork hook (sdk/metrics/_internal/export) would start its ticker in
