@@ -299,15 +299,18 @@ class Runtime:
 def _set_global(what: str, setter, getter, provider) -> None:
     """Set a global provider, or say clearly why ours is not the global one.
 
-    The API's set-once flag means a provider configured earlier (for example by
-    ``opentelemetry-instrument`` or a ``sitecustomize`` in the master) wins.
+    The API's set-once flag means a provider configured earlier wins.  What
+    ``opentelemetry-instrument`` (or a ``sitecustomize``) built is taken over at
+    config load (``gunicorn_otel._master.zero_code``); what is set after that in
+    the master (the rest of a user config, a ``--preload`` app) is not.
     """
     setter(provider)
     if getter() is not provider:
         log.warning(
             "gunicorn-otel: a global %s was already set in this process (%s); "
             "gunicorn-otel's is not global, so instrumentation keeps using the other one. "
-            "Remove opentelemetry-instrument or other OpenTelemetry set-up from the master.",
+            "It was set after gunicorn_otel.conf loaded (later in the Gunicorn config, or at import of a "
+            "--preload app): use opentelemetry's get_*_provider() there instead of setting one.",
             what,
             type(getter()).__name__,
         )
