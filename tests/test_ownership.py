@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import otel_env
 from tests.support.gunicorn_process import APPS
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
 LEAKS = 5
 FOREIGN_WARNING = "built a second OpenTelemetry BatchSpanProcessor in worker"
 

@@ -19,6 +19,8 @@ from tests.conftest import otel_env
 from tests.support.gunicorn_process import APPS, GunicornProcess
 from tests.support.receiver import OTLPGrpcReceiver
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
 BIN = os.path.dirname(sys.executable)
 # What a half-owned worker prints; none of it may appear.
 BAD_LOG = re.compile(
