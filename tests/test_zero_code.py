@@ -81,6 +81,7 @@ CASES = [
     pytest.param("gthread", True, {}, id="gthread-preload"),
     pytest.param("tornado", False, {}, id="tornado"),
     pytest.param("uvicorn_worker.UvicornWorker", False, {}, id="uvicorn-fastapi"),
+    pytest.param("asgi", True, {}, id="asgi-fastapi-preload"),
     pytest.param(
         "gevent", False, {"OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH": "patch_all"}, id="gevent"
     ),
@@ -94,7 +95,7 @@ CASES = [
 def test_instrumentations_keep_working_on_our_providers(worker_class, preload, extra, receiver, instrumented):
     env = zero_code_env(receiver.endpoint, **extra)
     app = "zero_code_app:app"
-    if worker_class == "uvicorn_worker.UvicornWorker":
+    if worker_class in ("uvicorn_worker.UvicornWorker", "asgi"):
         app = "fastapi_zero_code_app:app"  # server spans from the FastAPI instrumentation the wrapper loaded
     proc = instrumented(app, worker_class=worker_class, workers=2, env=env, args=("--preload",) if preload else ())
     for _ in range(CALLS):
