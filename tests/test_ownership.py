@@ -167,6 +167,20 @@ def test_runtime_metrics_switch(receiver, gunicorn):
     assert not names & RUNTIME_METRICS
 
 
+def test_runtime_metrics_without_the_library_say_so_once(receiver, gunicorn):
+    proc = gunicorn(
+        "wsgi_app:app", workers=2, config=str(APPS / "no_system_metrics_conf.py"), env=otel_env(receiver.endpoint)
+    )
+    assert proc.get("/?spans=1")[0] == 200
+    proc.stop(signal.SIGTERM, timeout=30)
+    log = proc.log_text()
+    assert log.count("opentelemetry-instrumentation-system-metrics is not installed") == 1, log
+    assert "Traceback" not in log
+    names = {m.name for m in receiver.metrics()}
+    assert "gunicorn_otel.exported" in names
+    assert not names & RUNTIME_METRICS
+
+
 def test_one_service_identity(receiver, gunicorn):
     env = otel_env(receiver.endpoint, OTEL_RESOURCE_ATTRIBUTES="service.instance.id=pod-7,team=shop")
     del env["OTEL_SERVICE_NAME"]
