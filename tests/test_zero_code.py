@@ -164,9 +164,9 @@ def test_a_settings_error_caused_by_the_distro_says_so():
         "import os; os.environ.pop('OTEL_EXPORTER_OTLP_PROTOCOL', None)\n"
         "from opentelemetry.distro import OpenTelemetryDistro\n"
         "OpenTelemetryDistro().configure()\n"
-        "from gunicorn_otel._master import zero_code\n"
-        "print(zero_code.explain(\"OTLP protocol 'grpc' for traces needs the gRPC exporter\"))\n"
-        "print('user:' + zero_code.explain('OTEL_BSP_MAX_QUEUE_SIZE is invalid'))\n"
+        "from gunicorn_otel._master import distro_defaults\n"
+        "print(distro_defaults.explain(\"OTLP protocol 'grpc' for traces needs the gRPC exporter\"))\n"
+        "print('user:' + distro_defaults.explain('OTEL_BSP_MAX_QUEUE_SIZE is invalid'))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-from gunicorn_otel._master import hook_audit, zero_code
+from gunicorn_otel._master import distro_defaults, hook_audit, zero_code
 from gunicorn_otel.settings import module_available
 
 Findings = tuple[list[str], list[str], list[str]]
@@ -45,7 +45,7 @@ def wrapper(worker_class: str = "sync") -> Findings:
             f"configurator built in the master ({', '.join(state['providers']) or 'none'}) and moves its "
             f"instrumentations to each worker's providers ({', '.join(state['instrumentors']) or 'none'})"
         )
-        warnings.extend(zero_code.distro_warnings())
+        warnings.extend(distro_defaults.distro_warnings())
         problem = zero_code.gevent_problem(worker_class)
         if problem:
             errors.append(problem + "; Gunicorn will refuse to start")

@@ -14,7 +14,16 @@ import sys
 import traceback
 
 from gunicorn_otel import settings as settings_module
-from gunicorn_otel._master import boot_signals, forksafe, hook_audit, identity, slots, worker_kinds, zero_code
+from gunicorn_otel._master import (
+    boot_signals,
+    distro_defaults,
+    forksafe,
+    hook_audit,
+    identity,
+    slots,
+    worker_kinds,
+    zero_code,
+)
 from gunicorn_otel._master.deadline import Deadline
 from gunicorn_otel.settings import Settings, SettingsError
 
@@ -45,7 +54,7 @@ def load_settings() -> Settings:
     try:
         state.settings = settings_module.load()
     except SettingsError as exc:
-        raise SystemExit(f"gunicorn-otel: invalid configuration: {exc}{zero_code.explain(str(exc))}") from None
+        raise SystemExit(f"gunicorn-otel: invalid configuration: {exc}{distro_defaults.explain(str(exc))}") from None
     # Also when telemetry is off: the wrapper's providers would otherwise export from every worker.
     zero_code.take_over()
     for name in settings_module.unknown_plugin_variables():
@@ -85,7 +94,7 @@ def _audit_master(server) -> None:
     line = zero_code.summary()
     if line:
         server.log.info("%s", line)
-    messages = hook_audit.audit(server.cfg) + identity.warnings(s) + zero_code.distro_warnings()
+    messages = hook_audit.audit(server.cfg) + identity.warnings(s) + distro_defaults.distro_warnings()
     if (
         s.runtime_metrics
         and "metrics" in s.enabled_signals()
