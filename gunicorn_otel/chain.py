@@ -47,5 +47,7 @@ def chain(*hooks: Callable) -> Callable:
     chained.__signature__ = inspect.signature(first)  # type: ignore[attr-defined]  # read by inspect.signature
     chained.__name__ = getattr(first, "__name__", "chained")
     chained.__qualname__ = chained.__name__
+    # gunicorn-otel's hook audit reads this to see whether ours is among them.
+    chained.__gunicorn_otel_hooks__ = hooks  # type: ignore[attr-defined]
     chained.__doc__ = "Chained Gunicorn hook: " + ", ".join(getattr(h, "__qualname__", repr(h)) for h in hooks)
     return chained

@@ -30,6 +30,8 @@ from typing import Any
 from gunicorn_otel._master.worker_kinds import PROCESSORS as _PROCESSOR_MODELS
 
 PREFIX = "GUNICORN_OTEL_"
+# The master and the workers agree on this name when none is configured.
+UNKNOWN_SERVICE = "unknown_service:gunicorn"
 
 
 class SettingsError(ValueError):
@@ -372,6 +374,13 @@ VARS: tuple[Var, ...] = (
         "true, false",
     ),
     Var(
+        PREFIX + "RUNTIME_METRICS",
+        _bool,
+        True,
+        "export each worker's process.* metrics (CPU time, memory, threads, open fds, GC, context switches)",
+        "true, false",
+    ),
+    Var(
         PREFIX + "MASTER_TELEMETRY",
         _bool,
         True,
@@ -452,6 +461,11 @@ class Settings:
     self_metrics: bool
     master_telemetry: bool
     wrap_app: bool
+    runtime_metrics: bool = True
+
+    def service_name_resolved(self) -> str:
+        """OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else one shared default."""
+        return self.service_name or self.resource_attributes.get("service.name") or UNKNOWN_SERVICE
 
     def exporting(self, signal: str) -> Exporting:
         return getattr(self, signal)
@@ -521,7 +535,7 @@ def _batch(values: dict, prefix: str) -> BatchOptions:
     )
 
 
-def _module_available(name: str) -> bool:
+def module_available(name: str) -> bool:
     """Whether a module could be imported, without importing it (or its parents' heavy deps)."""
     try:
         return importlib.util.find_spec(name) is not None
@@ -538,7 +552,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     }
     if not values["OTEL_SDK_DISABLED"]:
         for signal, options in exporting.items():
-            if options.protocol == "grpc" and not _module_available("opentelemetry.exporter.otlp.proto.grpc"):
+            if options.protocol == "grpc" and not module_available("opentelemetry.exporter.otlp.proto.grpc"):
                 raise SettingsError(
                     f"OTLP protocol 'grpc' for {signal} needs the gRPC exporter: "
                     "pip install 'gunicorn-otel[grpc]', or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
@@ -564,6 +578,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         self_metrics=values[PREFIX + "SELF_METRICS"],
         master_telemetry=values[PREFIX + "MASTER_TELEMETRY"],
         wrap_app=values[PREFIX + "WRAP_APP"],
+        runtime_metrics=values[PREFIX + "RUNTIME_METRICS"],
     )
 
 

@@ -17,7 +17,7 @@ import sys
 import urllib.parse
 
 from gunicorn_otel import settings as settings_module
-from gunicorn_otel._master import worker_kinds
+from gunicorn_otel._master import check_probes, worker_kinds
 
 OK, WARN, ERROR = 0, 1, 2
 
@@ -45,7 +45,9 @@ def _gunicorn_option(args: list[str], *names: str) -> str | None:
 
 def _master_side_setup() -> list[str]:
     """Signs that something configures OpenTelemetry in the master, before fork."""
-    found = []
+    found: list[str] = []
+    if check_probes.zero_code_module_loaded():
+        return found  # opentelemetry-instrument: gunicorn-otel takes it over (see the note)
     pythonpath = os.environ.get("PYTHONPATH", "")
     if "auto_instrumentation" in pythonpath:
         found.append(
@@ -69,7 +71,15 @@ def _master_side_setup() -> list[str]:
 
 
 def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
-    report: dict = {"status": OK, "errors": [], "warnings": [], "settings": {}, "workers": {}, "endpoints": {}}
+    report: dict = {
+        "status": OK,
+        "errors": [],
+        "warnings": [],
+        "notes": [],
+        "settings": {},
+        "workers": {},
+        "endpoints": {},
+    }
 
     def warn(message: str) -> None:
         report["warnings"].append(message)
@@ -84,7 +94,8 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
 
     report["settings"] = {
         "disabled": s.disabled,
-        "service_name": s.service_name,
+        "service_name": s.service_name_resolved(),
+        "service_name_set": s.service_name_resolved() != settings_module.UNKNOWN_SERVICE,
         "shutdown_timeout": s.shutdown_timeout,
         "processor": s.processor,
         "signals": {sig: s.exporting(sig).redacted() for sig in settings_module.SIGNAL_NAMES},
@@ -127,6 +138,16 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
         )
     for finding in _master_side_setup():
         warn(finding)
+    worker_class = _gunicorn_option(args, "-k", "--worker-class") or "sync"
+    probes = (lambda: check_probes.wrapper(worker_class), lambda: check_probes.gunicorn_config(list(gunicorn_args)))
+    for probe in probes:
+        notes, warnings, errors = probe()
+        report["notes"] += notes
+        for message in warnings:
+            warn(message)
+        if errors:
+            report["errors"] += errors
+            report["status"] = ERROR
     return report
 
 
@@ -136,7 +157,7 @@ def _print_human(report: dict) -> None:
         print(f"ERROR: {error}", file=out)
     if report["settings"]:
         s = report["settings"]
-        print(f"service.name: {s['service_name'] or '(SDK default)'}", file=out)
+        print(f"service.name: {s['service_name']}{'' if s.get('service_name_set', True) else ' (not set)'}", file=out)
         print(
             f"telemetry: {'DISABLED' if s['disabled'] else 'enabled'}; shutdown bound {s['shutdown_timeout']:g}s",
             file=out,
@@ -156,6 +177,8 @@ def _print_human(report: dict) -> None:
             print(f"  {name:8} built in {info['built_in']:16} processor: {info['processor']}", file=out)
         for sig, info in report["endpoints"].items():
             print(f"endpoint {sig}: {info['detail']}", file=out)
+    for note in report.get("notes", []):
+        print(f"note: {note}", file=out)
     for warning in report["warnings"]:
         print(f"WARNING: {warning}", file=out)
     print({OK: "OK", WARN: "WARNINGS", ERROR: "ERRORS"}[report["status"]], file=out)

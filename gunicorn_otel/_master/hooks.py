@@ -14,7 +14,16 @@ import sys
 import traceback
 
 from gunicorn_otel import settings as settings_module
-from gunicorn_otel._master import boot_signals, forksafe, slots, worker_kinds
+from gunicorn_otel._master import (
+    boot_signals,
+    distro_defaults,
+    forksafe,
+    hook_audit,
+    identity,
+    slots,
+    worker_kinds,
+    zero_code,
+)
 from gunicorn_otel._master.deadline import Deadline
 from gunicorn_otel.settings import Settings, SettingsError
 
@@ -29,6 +38,7 @@ class _State:
 
     settings: Settings | None = None
     kind: worker_kinds.WorkerKind | None = None
+    audited: bool = False
 
 
 state = _State()
@@ -44,7 +54,9 @@ def load_settings() -> Settings:
     try:
         state.settings = settings_module.load()
     except SettingsError as exc:
-        raise SystemExit(f"gunicorn-otel: invalid configuration: {exc}") from None
+        raise SystemExit(f"gunicorn-otel: invalid configuration: {exc}{distro_defaults.explain(str(exc))}") from None
+    # Also when telemetry is off: the wrapper's providers would otherwise export from every worker.
+    zero_code.take_over()
     for name in settings_module.unknown_plugin_variables():
         print(f"gunicorn-otel: warning: unknown variable {name} is ignored", file=sys.stderr)
     return state.settings
@@ -56,6 +68,7 @@ def _settings() -> Settings:
 
 def on_starting(server) -> None:
     s = _settings()
+    _audit_master(server)
     graceful = server.cfg.graceful_timeout
     if not s.disabled and s.shutdown_timeout >= graceful:
         server.log.warning(
@@ -66,9 +79,40 @@ def on_starting(server) -> None:
         )
 
 
+def _audit_master(server) -> None:
+    """Start-up checks, once, from the first of our master hooks that runs."""
+    if state.audited:
+        return
+    state.audited = True
+    s = _settings()
+    if s.disabled:
+        return
+    try:
+        zero_code.check_startable(getattr(server.cfg, "worker_class_str", "") or "")
+    except zero_code.ZeroCodeError as exc:
+        raise SystemExit(f"gunicorn-otel: cannot run correctly: {exc}") from None
+    line = zero_code.summary()
+    if line:
+        server.log.info("%s", line)
+    messages = hook_audit.audit(server.cfg) + identity.warnings(s) + distro_defaults.distro_warnings()
+    if (
+        s.runtime_metrics
+        and "metrics" in s.enabled_signals()
+        and not settings_module.module_available("opentelemetry.instrumentation.system_metrics")
+    ):
+        messages.append(
+            "GUNICORN_OTEL_RUNTIME_METRICS is on but opentelemetry-instrumentation-system-metrics is not installed: "
+            "workers export no process.* metrics. pip install opentelemetry-instrumentation-system-metrics, "
+            "or set GUNICORN_OTEL_RUNTIME_METRICS=false"
+        )
+    for message in messages:
+        server.log.warning("gunicorn-otel: %s", message)
+
+
 def when_ready(server) -> None:
     from gunicorn_otel._master import master_telemetry
 
+    _audit_master(server)
     master_telemetry.when_ready(server, _settings())
 
 

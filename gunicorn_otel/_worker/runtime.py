@@ -138,14 +138,17 @@ class Runtime:
             self._start_metrics(resource)
         if LOGS in signals:
             self._start_logs(resource)
+        from gunicorn_otel._worker import ownership
+
+        ownership.adopt(self)
         log.debug("gunicorn-otel: runtime started in pid %s (%s processor)", self.pid, self.processor)
 
     def _resource(self):
         from opentelemetry.sdk.resources import Resource
 
         attributes = dict(self.settings.resource_attributes)
-        if self.settings.service_name:
-            attributes["service.name"] = self.settings.service_name
+        # The same name as the master's (gunicorn_otel._master.identity).
+        attributes["service.name"] = self.settings.service_name_resolved()
         attributes.update(self.extra_attributes)
         # Ours win over the SDK's detectors: the SDK's own service.instance.id
         # detector would otherwise pick a value per provider, not per process.
@@ -306,15 +309,18 @@ class Runtime:
 def _set_global(what: str, setter, getter, provider) -> None:
     """Set a global provider, or say clearly why ours is not the global one.
 
-    The API's set-once flag means a provider configured earlier (for example by
-    ``opentelemetry-instrument`` or a ``sitecustomize`` in the master) wins.
+    The API's set-once flag means a provider configured earlier wins.  What
+    ``opentelemetry-instrument`` (or a ``sitecustomize``) built is taken over at
+    config load (``gunicorn_otel._master.zero_code``); what is set after that in
+    the master (the rest of a user config, a ``--preload`` app) is not.
     """
     setter(provider)
     if getter() is not provider:
         log.warning(
             "gunicorn-otel: a global %s was already set in this process (%s); "
             "gunicorn-otel's is not global, so instrumentation keeps using the other one. "
-            "Remove opentelemetry-instrument or other OpenTelemetry set-up from the master.",
+            "It was set after gunicorn_otel.conf loaded (later in the Gunicorn config, or at import of a "
+            "--preload app): use opentelemetry's get_*_provider() there instead of setting one.",
             what,
             type(getter()).__name__,
         )

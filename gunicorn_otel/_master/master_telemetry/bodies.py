@@ -71,7 +71,7 @@ def _kv(key: str, value: object) -> Any:
 def _resource(telemetry: Any) -> Any:
     settings = telemetry.settings
     attributes = dict(settings.resource_attributes)
-    attributes["service.name"] = settings.service_name or attributes.get("service.name", "unknown_service")
+    attributes["service.name"] = settings.service_name_resolved()
     attributes["service.instance.id"] = telemetry.instance_id
     attributes["gunicorn.role"] = "master"
     attributes["process.pid"] = telemetry.pid
