@@ -192,7 +192,7 @@ def _shut_down(provider) -> None:
             provider.shutdown(timeout_millis=1000)
         else:
             provider.shutdown()
-    except Exception:  # noqa: BLE001 - a provider that fails to stop must not stop Gunicorn
+    except Exception:  # a provider that fails to stop must not stop Gunicorn
         log.debug("gunicorn-otel: shutting down the master's %s failed", type(provider).__name__, exc_info=True)
 
 

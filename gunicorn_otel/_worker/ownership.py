@@ -34,7 +34,7 @@ def adopt(runtime) -> None:
 def _step(what: str, fn, *args) -> None:
     try:
         fn(*args)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("gunicorn-otel: %s could not start in this worker", what, exc_info=True)
 
 
