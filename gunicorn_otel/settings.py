@@ -67,6 +67,42 @@ def _exporter(raw: str) -> str:
     return _choice("otlp", "console", "none")(raw)
 
 
+def _metrics_exporters(raw: str) -> str:
+    """``OTEL_METRICS_EXPORTER``: one exporter, or ``prometheus`` with one other (the spec's comma list).
+
+    Returned normalised (``"otlp,prometheus"``); ``load`` splits it into the
+    push exporter (``otlp``, ``console`` or ``none``) and the Prometheus endpoint.
+    """
+    names = [item.strip().lower() for item in raw.split(",") if item.strip()]
+    expected = (
+        "expected otlp, console, prometheus or none, or prometheus with one of otlp/console (e.g. otlp,prometheus)"
+    )
+    if not names or any(n not in ("otlp", "console", "prometheus", "none") for n in names):
+        raise ValueError(expected)
+    unique = list(dict.fromkeys(names))
+    push = [n for n in unique if n in ("otlp", "console")]
+    if len(push) > 1 or ("none" in unique and len(unique) > 1):
+        raise ValueError(expected)
+    return ",".join(unique)
+
+
+def _host(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(c.isspace() or c in "/@?#" for c in value):
+        raise ValueError("expected a host name or IP address to listen on, e.g. localhost or 0.0.0.0")
+    return value.strip("[]")  # [::1] is accepted as ::1
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a TCP port number from 1 to 65535") from None
+    if not 1 <= value <= 65535:
+        raise ValueError("expected a TCP port number from 1 to 65535")
+    return value
+
+
 def _positive(unit: str, *, whole: bool = False) -> Callable[[str], Any]:
     """The one positive-number parser: finite and > 0; ``whole`` for a count or milliseconds."""
     expected = f"expected a positive {'whole ' if whole else ''}number ({unit})"
@@ -297,7 +333,13 @@ VARS: tuple[Var, ...] = (
     Var("OTEL_SERVICE_NAME", _text, None, "service.name resource attribute", "text"),
     Var("OTEL_RESOURCE_ATTRIBUTES", _resource_attributes, {}, "extra resource attributes", "k=v,k2=v2"),
     Var("OTEL_TRACES_EXPORTER", _exporter, "otlp", "where spans go", "otlp, console, none"),
-    Var("OTEL_METRICS_EXPORTER", _exporter, "otlp", "where metrics go", "otlp, console, none"),
+    Var(
+        "OTEL_METRICS_EXPORTER",
+        _metrics_exporters,
+        "otlp",
+        "where metrics go; `prometheus` serves one /metrics endpoint for all workers (alone or with otlp/console)",
+        "otlp, console, prometheus, none, or e.g. otlp,prometheus",
+    ),
     Var(
         "OTEL_LOGS_EXPORTER",
         _exporter,
@@ -308,6 +350,28 @@ VARS: tuple[Var, ...] = (
     *_otlp_vars(),
     *_batch_vars("OTEL_BSP", "spans", 5000),
     *_batch_vars("OTEL_BLRP", "log records", 1000),
+    Var(
+        "OTEL_EXPORTER_PROMETHEUS_HOST",
+        _host,
+        "localhost",
+        "address the Prometheus endpoint listens on (one per Gunicorn master)",
+        "host name or IP address",
+    ),
+    Var(
+        "OTEL_EXPORTER_PROMETHEUS_PORT",
+        _port,
+        9464,
+        "port of the Prometheus endpoint; in use at start means Gunicorn stops with an error",
+        "1 to 65535",
+    ),
+    Var(
+        PREFIX + "PROMETHEUS_INTERVAL",
+        _positive("milliseconds", whole=True),
+        1000,
+        "how often each worker hands its metrics to the Prometheus endpoint, ms "
+        "(what a scrape may lag, and what a SIGKILLed worker loses)",
+        "positive integer",
+    ),
     Var(
         "OTEL_METRIC_EXPORT_INTERVAL",
         _positive("milliseconds", whole=True),
@@ -441,6 +505,15 @@ class MetricOptions:
 
 
 @dataclass(frozen=True)
+class PrometheusOptions:
+    """Where the master's one Prometheus endpoint listens, and how often workers feed it."""
+
+    host: str = "localhost"
+    port: int = 9464
+    interval: float = 1.0  # seconds
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a worker needs, resolved from the environment in the master."""
 
@@ -462,6 +535,7 @@ class Settings:
     master_telemetry: bool
     wrap_app: bool
     runtime_metrics: bool = True
+    prometheus: PrometheusOptions | None = None  # None: OTEL_METRICS_EXPORTER does not name prometheus
 
     def service_name_resolved(self) -> str:
         """OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else one shared default."""
@@ -547,6 +621,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate every variable; raise ``SettingsError`` on the first bad one."""
     env = os.environ if environ is None else environ
     values = {var.name: var.read(env) for var in VARS}
+    metrics_exporters = values["OTEL_METRICS_EXPORTER"].split(",")
+    push = [n for n in metrics_exporters if n != "prometheus"]
+    values["OTEL_METRICS_EXPORTER"] = push[0] if push else "none"
+    prometheus = None
+    if "prometheus" in metrics_exporters:
+        prometheus = PrometheusOptions(
+            host=values["OTEL_EXPORTER_PROMETHEUS_HOST"],
+            port=values["OTEL_EXPORTER_PROMETHEUS_PORT"],
+            interval=values[PREFIX + "PROMETHEUS_INTERVAL"] / 1000.0,
+        )
     exporting = {
         signal: _resolve_exporting(values, signal, values[f"OTEL_{signal.upper()}_EXPORTER"]) for signal in SIGNAL_NAMES
     }
@@ -557,6 +641,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                     f"OTLP protocol 'grpc' for {signal} needs the gRPC exporter: "
                     "pip install 'gunicorn-otel[grpc]', or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
                 )
+        if prometheus is not None:
+            for module in ("prometheus_client", "opentelemetry.exporter.prometheus"):
+                if not module_available(module):
+                    raise SettingsError(
+                        f"OTEL_METRICS_EXPORTER names prometheus, which needs {module}: "
+                        "pip install 'gunicorn-otel[prometheus]'"
+                    )
     return Settings(
         disabled=values["OTEL_SDK_DISABLED"],
         service_name=values["OTEL_SERVICE_NAME"] or None,
@@ -579,6 +670,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         master_telemetry=values[PREFIX + "MASTER_TELEMETRY"],
         wrap_app=values[PREFIX + "WRAP_APP"],
         runtime_metrics=values[PREFIX + "RUNTIME_METRICS"],
+        prometheus=prometheus,
     )
 
 
