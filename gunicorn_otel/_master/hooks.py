@@ -69,6 +69,9 @@ def _settings() -> Settings:
 def on_starting(server) -> None:
     s = _settings()
     _audit_master(server)
+    from gunicorn_otel._master import prometheus
+
+    prometheus.on_starting(server, s)
     graceful = server.cfg.graceful_timeout
     if not s.disabled and s.shutdown_timeout >= graceful:
         server.log.warning(
@@ -120,6 +123,9 @@ def child_exit(server, worker) -> None:
     from gunicorn_otel._master import master_telemetry
 
     master_telemetry.worker_exited(server, worker)
+    from gunicorn_otel._master import prometheus
+
+    prometheus.check()
 
 
 def on_reload(server) -> None:
@@ -133,6 +139,9 @@ def on_exit(server) -> None:
 
     # Best effort after the workers are gone: it adds to the time Gunicorn takes to stop.
     master_telemetry.on_exit(min(0.5, _settings().shutdown_timeout))
+    from gunicorn_otel._master import prometheus
+
+    prometheus.on_exit()
 
 
 def pre_fork(server, worker) -> None:

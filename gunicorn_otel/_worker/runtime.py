@@ -134,7 +134,7 @@ class Runtime:
                 self._exporters[signal] = CountingExporter(inner, signal, self.stats)
         if TRACES in signals:
             self._start_traces(resource)
-        if METRICS in signals:
+        if METRICS in signals or self.settings.prometheus is not None:
             self._start_metrics(resource)
         if LOGS in signals:
             self._start_logs(resource)
@@ -178,14 +178,37 @@ class Runtime:
         from opentelemetry.sdk.metrics import MeterProvider
 
         s = self.settings
-        reader = self.model.metric_reader(self._exporters[METRICS], s.metric)
-        provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+        readers = []
+        if METRICS in self._exporters:
+            readers.append(self.model.metric_reader(self._exporters[METRICS], s.metric))
+        if s.prometheus is not None:
+            readers += self._prometheus_reader()
+        if not readers:
+            return
+        provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         self.meter_provider = provider
         _set_global("MeterProvider", metrics.set_meter_provider, metrics.get_meter_provider, provider)
         if s.self_metrics:
             from gunicorn_otel._worker.self_metrics import register
 
             register(provider, self.stats)
+
+    def _prometheus_reader(self) -> list:
+        """The snapshot reader feeding the master's Prometheus endpoint, if this process has a master."""
+        from gunicorn_otel._master import prometheus
+
+        directory = prometheus.snapshot_directory()
+        if directory is None:
+            log.warning(
+                "gunicorn-otel: OTEL_METRICS_EXPORTER names prometheus, but no Gunicorn master "
+                "started the endpoint (run under gunicorn -c python:gunicorn_otel.conf); not served"
+            )
+            return []
+        from gunicorn_otel._prometheus.snapshot import WorkerFiles
+
+        slot = self.extra_attributes.get("gunicorn.worker.slot")
+        files = WorkerFiles(directory, self.instance_id, self.pid, slot)
+        return [self.model.prometheus_reader(files, prometheus.snapshot_interval())]
 
     def _start_logs(self, resource) -> None:
         from opentelemetry import _logs

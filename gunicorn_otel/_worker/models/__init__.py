@@ -50,6 +50,15 @@ class Model:
     def metric_reader(self, exporter: Any, options: MetricOptions) -> Any:
         raise NotImplementedError
 
+    def prometheus_reader(self, files: Any, interval: float) -> Any:
+        """The reader that feeds the master's Prometheus endpoint (``_worker.prometheus_reader``).
+
+        Its ticker is a daemon thread here; the gevent model's is a greenlet.
+        """
+        from gunicorn_otel._worker.prometheus_reader import SnapshotReader
+
+        return SnapshotReader(files, interval, greenlets=False)
+
 
 def get(name: str) -> Model:
     """The model called ``name`` (a ``worker_kinds`` model name)."""

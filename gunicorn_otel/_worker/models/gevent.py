@@ -95,6 +95,11 @@ class GeventModel(Model):
             )
         )
 
+    def prometheus_reader(self, files, interval: float):
+        from gunicorn_otel._worker.prometheus_reader import SnapshotReader
+
+        return SnapshotReader(files, interval, greenlets=True)  # a greenlet ticker, gevent's event and lock
+
     def metric_reader(self, exporter, options: MetricOptions):
         from gunicorn_otel._worker.gevent_metric_reader import GreenletMetricReader
 
