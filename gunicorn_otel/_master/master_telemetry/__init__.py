@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 
-from gunicorn_otel._master import forksafe, slots
+from gunicorn_otel._master import forksafe, prometheus, slots
 from gunicorn_otel._master.master_telemetry import bodies, sender
 from gunicorn_otel._master.master_telemetry.recording import MasterTelemetry
 
@@ -69,7 +69,7 @@ def when_ready(server, settings) -> None:
     if settings.disabled or not settings.master_telemetry or _mine() is not None:
         return
     targets = _targets(settings)
-    if not targets:
+    if not targets and prometheus.snapshot_directory() is None:
         if any(settings.exporting(s).protocol == "grpc" for s in ("metrics", "logs")):
             log.info("gunicorn-otel: master telemetry is sent over OTLP/HTTP only; off with gRPC")
         return

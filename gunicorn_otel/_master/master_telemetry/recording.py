@@ -15,9 +15,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from gunicorn_otel._master import forksafe
+from gunicorn_otel import __version__
+from gunicorn_otel._master import forksafe, prometheus
 from gunicorn_otel._master.master_telemetry import bodies, exit_causes
 from gunicorn_otel._master.master_telemetry.sender import Sender
+
+log = logging.getLogger(__name__)
 
 MAX_RECORDS = 1000
 
@@ -52,6 +55,7 @@ class MasterTelemetry:
         self.settings = settings
         self.arbiter = arbiter
         self.targets = targets  # signal ("metrics", "logs") -> Exporting, OTLP/HTTP only
+        self.prometheus = prometheus.snapshot_directory() is not None  # the master's own Prometheus endpoint
         self.start_ns = time.time_ns()
         self.arbiter_records = ArbiterRecords(self)
         self.sender = sender(targets, settings.metric.interval, self.batches)
@@ -139,7 +143,7 @@ class MasterTelemetry:
                 if len(self._records) >= MAX_RECORDS:
                     self._records.popleft()  # a crash loop against a dead collector: keep the latest
                 self._records.append((stamp, name, {**counted, **details}, body))
-        if name != "boot":  # boots are routine; they go out with the next batch
+        if name != "boot" or self.prometheus:  # boots are routine for OTLP; they go out with the next batch
             self.sender.wake()
 
     # -- in the export thread ---------------------------------------------
@@ -157,4 +161,15 @@ class MasterTelemetry:
         if records:
             out.append(("logs", lambda: bodies.logs_body(self, records)))
         out.append(("metrics", lambda: bodies.metrics_body(self, counters)))
+        if self.prometheus:
+            self._write_prometheus(counters)
         return out
+
+    def _write_prometheus(self, counters: dict) -> None:
+        """The master's snapshot for its Prometheus endpoint: a local file, replaced atomically."""
+        try:
+            prometheus.write_master_snapshot(
+                prometheus.master_families(counters, bodies.METRIC_NAMES, len(self.arbiter.WORKERS), __version__)
+            )
+        except OSError as exc:  # the directory is gone at shutdown, or the disk is full
+            log.debug("gunicorn-otel: master snapshot for Prometheus not written: %s", exc)
