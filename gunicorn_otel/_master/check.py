@@ -99,7 +99,15 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
         "shutdown_timeout": s.shutdown_timeout,
         "processor": s.processor,
         "signals": {sig: s.exporting(sig).redacted() for sig in settings_module.SIGNAL_NAMES},
+        "prometheus": None
+        if s.prometheus is None
+        else {"host": s.prometheus.host, "port": s.prometheus.port, "interval": s.prometheus.interval},
     }
+    if s.prometheus is not None and not s.disabled:
+        problem = _prometheus_port_problem(s.prometheus.host, s.prometheus.port)
+        if problem:
+            report["errors"].append(problem)
+            report["status"] = ERROR
     for name in settings_module.unknown_plugin_variables():
         warn(f"unknown variable {name} is ignored (a typo?)")
 
@@ -151,6 +159,17 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
     return report
 
 
+def _prometheus_port_problem(host: str, port: int) -> str | None:
+    """What Gunicorn would stop with at start, found by binding the port the same way."""
+    from gunicorn_otel._master import prometheus
+
+    try:
+        prometheus.bind(host, port).close()
+    except SystemExit as exc:
+        return str(exc)
+    return None
+
+
 def _print_human(report: dict) -> None:
     out = sys.stdout
     for error in report["errors"]:
@@ -172,6 +191,13 @@ def _print_human(report: dict) -> None:
                 )
             else:
                 print(f"  {sig}: {options['kind']}", file=out)
+        if s.get("prometheus"):
+            p = s["prometheus"]
+            print(
+                f"  prometheus: one endpoint per master on http://{p['host']}:{p['port']}/metrics "
+                f"(workers write every {p['interval']:g}s)",
+                file=out,
+            )
         print("worker classes:", file=out)
         for name, info in report["workers"].items():
             print(f"  {name:8} built in {info['built_in']:16} processor: {info['processor']}", file=out)
