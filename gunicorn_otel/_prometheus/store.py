@@ -52,6 +52,24 @@ def _key(sample_name: str, labels: dict) -> tuple:
     return (sample_name, tuple(sorted(labels.items())))
 
 
+# (sample name, label items as written) -> (key, labels without empty values).  Bounded
+# by the series seen, not by snapshots read; cleared if an app's labels run away.
+_canonical: dict[tuple, tuple[tuple, dict]] = {}
+_CANONICAL_MAX = 200_000
+
+
+def _canonical_sample(sample_name: str, labels: dict) -> tuple[tuple, dict]:
+    raw = (sample_name, tuple(labels.items()))
+    hit = _canonical.get(raw)
+    if hit is None:
+        clean = {k: v for k, v in labels.items() if v != ""}
+        hit = (_key(sample_name, clean), clean)
+        if len(_canonical) >= _CANONICAL_MAX:
+            _canonical.clear()
+        _canonical[raw] = hit
+    return hit
+
+
 def prepare(families: list, slot=None) -> list:
     """Key every sample once per file version: ``[[name, type, help, unit, [(key, sample, labels, value)]]]``.
 
@@ -60,18 +78,26 @@ def prepare(families: list, slot=None) -> list:
     point has with ``""``, so two workers could otherwise emit the same series
     twice (a scrape Prometheus rejects).  Gauges get the worker's slot label
     here; ``target_info`` loses the per-process labels.  A scrape then merges
-    with dictionary lookups only.
+    with dictionary lookups only.  Every worker rewrites its file each second,
+    so a scrape prepares every live file: the canonical form of a label set is
+    memoised across files and scrapes.
     """
     out = []
     for name, typ, help_, unit, samples in families:
-        drop = PER_PROCESS_LABELS if typ == "info" and name == TARGET else ()
-        add_slot = slot is not None and typ not in snap.CUMULATIVE_TYPES and not drop
         keyed = []
-        for s, labels, value in samples:
-            labels = {k: v for k, v in labels.items() if v != "" and k not in drop}
-            if add_slot:
-                labels[SLOT_LABEL] = str(slot)
-            keyed.append((_key(s, labels), s, labels, value))
+        if typ == "info" and name == TARGET:
+            for s, labels, value in samples:
+                shared = {k: v for k, v in labels.items() if v != "" and k not in PER_PROCESS_LABELS}
+                keyed.append((_key(s, shared), s, shared, value))
+        elif slot is not None and typ not in snap.CUMULATIVE_TYPES:
+            slot_item = (SLOT_LABEL, str(slot))
+            for s, labels, value in samples:
+                (_, items), clean = _canonical_sample(s, labels)
+                keyed.append(((s, (*items, slot_item)), s, {**clean, SLOT_LABEL: slot_item[1]}, value))
+        else:
+            for s, labels, value in samples:
+                key, clean = _canonical_sample(s, labels)
+                keyed.append((key, s, clean, value))
         out.append([name, typ, help_, unit, keyed])
     return out
 
