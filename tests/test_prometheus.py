@@ -109,7 +109,8 @@ def test_counters_match_requests_across_max_requests_recycling(gunicorn, tmp_pat
             30,
             "every exited worker absorbed",
         )
-        assert exits() >= 4, proc.log_tail()
+        # Observed: 600 keep-alive requests recycle only 3-5 gevent workers, against ~30 sync ones for 1200.
+        assert exits() >= (4 if worker_class == "sync" else 2), proc.log_tail()
         assert prom.value(SERIES) == requests
         # Master telemetry is on the same endpoint.
         assert prom.wait_for_value("sum(gunicorn_master_worker_exits_total)", exits()) == exits()
