@@ -1,7 +1,9 @@
 """The master's part of the Prometheus endpoint: bind the port, run the serving process, stop it.
 
-Master-safe: the standard library and our settings only, no thread.  What
-runs in the master, all in the arbiter's thread:
+Master-safe: the standard library and our settings only, and no thread of
+its own (master telemetry's existing export thread writes the master's
+snapshot through ``write_master_snapshot``).  What runs in the master, all in
+the arbiter's thread:
 
 * ``on_starting``: bind ``OTEL_EXPORTER_PROMETHEUS_HOST:PORT`` (a port in use
   stops Gunicorn here, exit code 1, before any worker), make a private
@@ -9,7 +11,8 @@ runs in the master, all in the arbiter's thread:
   ``subprocess`` (``sys.executable -m gunicorn_otel._prometheus``), handing it
   the listening socket.  ``subprocess`` forks and execs at once, so the
   serving process carries none of the master's state, and the master has no
-  thread whose lock a worker could inherit.
+  thread whose lock a worker could inherit.  It waits (up to 15 s) for the
+  process to say it serves: one that cannot start stops Gunicorn here too.
 * the master keeps its copy of the listening socket, so a serving process
   that dies is replaced on the same socket and the port is never free for
   someone else to take.  It notices a death at the SIGCHLD it causes
@@ -23,6 +26,7 @@ runs in the master, all in the arbiter's thread:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -228,7 +232,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(64)
     except OSError as exc:
         sock.close()
-        reason = "the port is already in use (another process listens there)" if exc.errno == 98 else exc.strerror
+        in_use = exc.errno == errno.EADDRINUSE
+        reason = "the port is already in use (another process listens there)" if in_use else exc.strerror
         raise SystemExit(
             f"gunicorn-otel: cannot serve Prometheus metrics on {host}:{port} ({where}): {reason}; "
             "choose another port or stop the other process"
