@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -173,17 +174,36 @@ class Endpoint:
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            process.terminate()
+            # Older Gunicorns reap (and log as a worker "sent SIGTERM!") any child from
+            # their SIGCHLD handler; hold SIGCHLD until we have reaped ours ourselves.
+            blocked = _in_main_thread() and _block_sigchld()
             try:
-                process.wait(_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
+                process.terminate()
                 try:
                     process.wait(_STOP_SECONDS)
                 except subprocess.TimeoutExpired:
-                    self.log.warning("gunicorn-otel: the Prometheus endpoint process %s did not stop", process.pid)
+                    process.kill()
+                    try:
+                        process.wait(_STOP_SECONDS)
+                    except subprocess.TimeoutExpired:
+                        self.log.warning("gunicorn-otel: the Prometheus endpoint process %s did not stop", process.pid)
+            finally:
+                if blocked:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         self.sock.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _block_sigchld() -> bool:
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
 
 
 _current: Endpoint | None = None
@@ -302,9 +322,12 @@ def _watch_sigchld(server) -> None:
     if original is None:
         return
 
-    def handle_chld():
+    # Gunicorn 27 calls it from its main loop with no argument; older ones install it as
+    # the SIGCHLD handler itself (``handle_chld(sig, frame)``, bound in init_signals, which
+    # runs after on_starting, so it is this wrapper that gets bound).
+    def handle_chld(*args):
         check()
-        original()
+        return original(*args)
 
     server.handle_chld = server.handle_cld = handle_chld
 
