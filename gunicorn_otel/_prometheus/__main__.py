@@ -39,7 +39,7 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+    def log_message(self, format, *args):  # the base class names it "format"
         pass
 
 
@@ -95,7 +95,7 @@ def serve(fd: int, directory: str, parent: int, compact_every: float, ready_fd: 
             time.sleep(compact_every)
             try:
                 store.compact()
-            except Exception:  # noqa: BLE001 - keep serving; the next scrape compacts again
+            except Exception:  # keep serving; the next scrape compacts again
                 log.exception("gunicorn-otel: Prometheus snapshot compaction failed")
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
