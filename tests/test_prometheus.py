@@ -126,6 +126,12 @@ def test_counters_match_requests_across_max_requests_recycling(gunicorn, tmp_pat
             return {labels["gunicorn_worker_slot"] for labels, _ in prom.query("shop_worker_pid")}
 
         wait_until(lambda: slots() == {"1", "2", "3", "4"}, 20, "one pid gauge per slot")
+        # Runtime metrics (GUNICORN_OTEL_RUNTIME_METRICS) reach the endpoint too: a gauge
+        # per live slot, and CPU time summed over every worker that ever ran.
+        memory = {labels["gunicorn_worker_slot"] for labels, _ in prom.query("process_memory_usage_bytes")}
+        assert memory == {"1", "2", "3", "4"}
+        assert prom.value("sum(process_cpu_time_seconds_total) > 0") is not None
+        assert prom.value("sum(resets(process_cpu_time_seconds_total[10m]))") == 0
         # target_info: one series for the service, not one per worker ever started.
         assert [labels.get("service_name") for labels, _ in prom.query("target_info")] == ["shop"]
         if worker_class == "gevent":
