@@ -63,8 +63,12 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 
 def _exporter(raw: str) -> str:
-    """``otlp``, ``console`` or ``none``; the spec allows a comma list, we take one."""
-    return _choice("otlp", "console", "none")(raw)
+    """``otlp``, ``console``, ``pretty`` or ``none``; the spec allows a comma list, we take one.
+
+    ``pretty`` is ours: the one-line-per-item developer console
+    (``_worker/console.py``); ``console`` stays the SDK's JSON.
+    """
+    return _choice("otlp", "console", "pretty", "none")(raw)
 
 
 def _positive(unit: str, *, whole: bool = False) -> Callable[[str], Any]:
@@ -296,14 +300,26 @@ VARS: tuple[Var, ...] = (
     Var("OTEL_SDK_DISABLED", _bool, False, "turn all telemetry off (no providers, no threads)", "true, false"),
     Var("OTEL_SERVICE_NAME", _text, None, "service.name resource attribute", "text"),
     Var("OTEL_RESOURCE_ATTRIBUTES", _resource_attributes, {}, "extra resource attributes", "k=v,k2=v2"),
-    Var("OTEL_TRACES_EXPORTER", _exporter, "otlp", "where spans go", "otlp, console, none"),
-    Var("OTEL_METRICS_EXPORTER", _exporter, "otlp", "where metrics go", "otlp, console, none"),
+    Var(
+        "OTEL_TRACES_EXPORTER",
+        _exporter,
+        "otlp",
+        "where spans go (pretty: one line each on stdout; console: the SDK's JSON)",
+        "otlp, console, pretty, none",
+    ),
+    Var(
+        "OTEL_METRICS_EXPORTER",
+        _exporter,
+        "otlp",
+        "where metrics go (pretty: changed values, one line per metric)",
+        "otlp, console, pretty, none",
+    ),
     Var(
         "OTEL_LOGS_EXPORTER",
         _exporter,
         "otlp",
-        "where log records go (standard logging is bridged)",
-        "otlp, console, none",
+        "where log records go (standard logging is bridged; pretty: one line each)",
+        "otlp, console, pretty, none",
     ),
     *_otlp_vars(),
     *_batch_vars("OTEL_BSP", "spans", 5000),
@@ -406,7 +422,7 @@ BY_NAME = {var.name: var for var in VARS}
 class Exporting:
     """Resolved exporter options for one signal; what the exporter factory needs."""
 
-    kind: str  # otlp | console | none
+    kind: str  # otlp | console | pretty | none
     protocol: str = "http/protobuf"
     endpoint: str | None = None
     headers: dict = field(default_factory=dict, repr=False)
