@@ -15,6 +15,10 @@ ones that will not finish by themselves with an ERROR status and
 ``exception`` event with the stuck stack.  The runtime then flushes them with
 the error log record.
 
+The same processor writes each request's trace and span id into the WSGI
+environ for the access log (``access_log``), since it already sees every
+local root at its start.
+
 After the abort the stuck code unwinds (``SystemExit`` from Gunicorn's
 handler) through its ``with`` blocks, which call ``end()`` and ``set_status``
 again; the SDK would log a warning for each ("Calling end() on an ended
@@ -28,6 +32,8 @@ import threading
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Status, StatusCode
+
+from gunicorn_otel._worker import access_log
 
 ERROR_TYPE = "worker_timeout"
 # A root span an app never ends would stay here; past this many open at once
@@ -50,6 +56,9 @@ class InflightSpans(SpanProcessor):
         if parent is None or parent.is_remote:
             if len(self._live) < MAX_TRACKED:
                 self._live[span.context.span_id] = (span, self._ident())
+            environ = access_log.current_environ.get()
+            if environ is not None:
+                access_log.stamp(environ, span.get_span_context())
 
     def on_end(self, span: ReadableSpan) -> None:
         # The SDK passes a ReadableSpan copy, not the live span: key by span id.
