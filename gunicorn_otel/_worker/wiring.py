@@ -23,7 +23,7 @@ def install(worker) -> None:
 
         done = [access_log.install(worker), abort_signal.install(worker)]
         log.debug("gunicorn-otel: worker %s wired: %s", forksafe.pid(), [d for d in done if d])
-    except Exception:  # noqa: BLE001 - costs these features, never the worker
+    except Exception:  # costs these features, never the worker
         logging.getLogger("gunicorn.error").exception(
             "gunicorn-otel: could not wire access-log ids or the abort handler; serving without them"
         )
