@@ -26,6 +26,7 @@ def quick_start_env(**overrides: str) -> dict:
         "OTEL_METRIC_EXPORT_INTERVAL": "600000",
         "OTEL_BSP_SCHEDULE_DELAY": "500",
         "OTEL_BLRP_SCHEDULE_DELAY": "500",
+        "GUNICORN_OTEL_RUNTIME_METRICS": "false",
     }
     env.update(overrides)
     return env
@@ -36,6 +37,7 @@ def test_run_script_uses_the_pretty_console():
         text = f.read()
     for signal_name in ("TRACES", "LOGS", "METRICS"):
         assert f"OTEL_{signal_name}_EXPORTER=${{OTEL_{signal_name}_EXPORTER:-pretty}}" in text
+    assert "GUNICORN_OTEL_RUNTIME_METRICS=${GUNICORN_OTEL_RUNTIME_METRICS:-false}" in text
 
 
 def test_two_requests_print_a_handful_of_lines(gunicorn):
@@ -60,10 +62,11 @@ def test_two_requests_print_a_handful_of_lines(gunicorn):
     assert len(spans) == 4 and len(logs) == 2, "\n".join(request_lines)
     assert sum("└ render" in line for line in spans) == 2
     assert any(line.split("  ")[1].startswith("GET /second") for line in spans)
-    # At exit each worker prints its changed counters once: one line per worker
-    # (the probe's request is counted there too).
-    assert len(metrics) == 2, "\n".join(request_lines)
-    assert len(request_lines) == 8, "\n".join(request_lines)
+    # At exit each worker prints its own counters once (the probe's request is
+    # counted there too) and its thread gauge, first seen: two lines per worker.
+    names = sorted(line.split()[2] for line in metrics)
+    assert names == ["gunicorn_otel.exported"] * 2 + ["gunicorn_otel.worker.threads"] * 2, "\n".join(request_lines)
+    assert len(request_lines) == 10, "\n".join(request_lines)
     # Trace ids: the log line carries the trace id of the request's spans.
     second = next(line for line in logs if "/second" in line).rsplit("trace ", 1)[1]
     assert sum(line.endswith("trace " + second) for line in spans) == 2
