@@ -63,24 +63,29 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 
 def _exporter(raw: str) -> str:
-    """``otlp``, ``console`` or ``none``; the spec allows a comma list, we take one."""
-    return _choice("otlp", "console", "none")(raw)
+    """``otlp``, ``console``, ``pretty`` or ``none``; the spec allows a comma list, we take one.
+
+    ``pretty`` is ours: the one-line-per-item developer console
+    (``_worker/console.py``); ``console`` stays the SDK's JSON.
+    """
+    return _choice("otlp", "console", "pretty", "none")(raw)
 
 
 def _metrics_exporters(raw: str) -> str:
     """``OTEL_METRICS_EXPORTER``: one exporter, or ``prometheus`` with one other (the spec's comma list).
 
     Returned normalised (``"otlp,prometheus"``); ``load`` splits it into the
-    push exporter (``otlp``, ``console`` or ``none``) and the Prometheus endpoint.
+    push exporter (``otlp``, ``console``, ``pretty`` or ``none``) and the Prometheus endpoint.
     """
     names = [item.strip().lower() for item in raw.split(",") if item.strip()]
     expected = (
-        "expected otlp, console, prometheus or none, or prometheus with one of otlp/console (e.g. otlp,prometheus)"
+        "expected otlp, console, pretty, prometheus or none, or prometheus with one of otlp/console/pretty "
+        "(e.g. otlp,prometheus)"
     )
-    if not names or any(n not in ("otlp", "console", "prometheus", "none") for n in names):
+    if not names or any(n not in ("otlp", "console", "pretty", "prometheus", "none") for n in names):
         raise ValueError(expected)
     unique = list(dict.fromkeys(names))
-    push = [n for n in unique if n in ("otlp", "console")]
+    push = [n for n in unique if n in ("otlp", "console", "pretty")]
     if len(push) > 1 or ("none" in unique and len(unique) > 1):
         raise ValueError(expected)
     return ",".join(unique)
@@ -332,20 +337,27 @@ VARS: tuple[Var, ...] = (
     Var("OTEL_SDK_DISABLED", _bool, False, "turn all telemetry off (no providers, no threads)", "true, false"),
     Var("OTEL_SERVICE_NAME", _text, None, "service.name resource attribute", "text"),
     Var("OTEL_RESOURCE_ATTRIBUTES", _resource_attributes, {}, "extra resource attributes", "k=v,k2=v2"),
-    Var("OTEL_TRACES_EXPORTER", _exporter, "otlp", "where spans go", "otlp, console, none"),
+    Var(
+        "OTEL_TRACES_EXPORTER",
+        _exporter,
+        "otlp",
+        "where spans go (pretty: one line each on stdout; console: the SDK's JSON)",
+        "otlp, console, pretty, none",
+    ),
     Var(
         "OTEL_METRICS_EXPORTER",
         _metrics_exporters,
         "otlp",
-        "where metrics go; `prometheus` serves one /metrics endpoint for all workers (alone or with otlp/console)",
-        "otlp, console, prometheus, none, or e.g. otlp,prometheus",
+        "where metrics go (pretty: changed values, one line per metric); `prometheus` serves one /metrics "
+        "endpoint for all workers (alone or with otlp/console/pretty)",
+        "otlp, console, pretty, prometheus, none, or e.g. otlp,prometheus",
     ),
     Var(
         "OTEL_LOGS_EXPORTER",
         _exporter,
         "otlp",
-        "where log records go (standard logging is bridged)",
-        "otlp, console, none",
+        "where log records go (standard logging is bridged; pretty: one line each)",
+        "otlp, console, pretty, none",
     ),
     *_otlp_vars(),
     *_batch_vars("OTEL_BSP", "spans", 5000),
@@ -470,7 +482,7 @@ BY_NAME = {var.name: var for var in VARS}
 class Exporting:
     """Resolved exporter options for one signal; what the exporter factory needs."""
 
-    kind: str  # otlp | console | none
+    kind: str  # otlp | console | pretty | none
     protocol: str = "http/protobuf"
     endpoint: str | None = None
     headers: dict = field(default_factory=dict, repr=False)

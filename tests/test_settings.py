@@ -41,7 +41,7 @@ def test_per_signal_values_win_over_general_ones():
     "name, value, accepted",
     [
         ("OTEL_SDK_DISABLED", "yes please", "true or false"),
-        ("OTEL_TRACES_EXPORTER", "jaeger", "otlp, console, none"),
+        ("OTEL_TRACES_EXPORTER", "jaeger", "otlp, console, pretty, none"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/protobuf, grpc"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "http:// or https:// URL"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "ten", "positive number"),

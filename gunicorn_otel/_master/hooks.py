@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import traceback
 
 from gunicorn_otel import settings as settings_module
 from gunicorn_otel._master import (
@@ -29,7 +28,7 @@ from gunicorn_otel.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
-# Abort path: the master SIGKILLs about 1 s after SIGABRT.
+# Abort path: half of the ~1 s between the master's SIGABRT and its SIGKILL.
 ABORT_FLUSH_SECONDS = 0.5
 
 
@@ -190,6 +189,10 @@ def post_worker_init(worker) -> None:
         from gunicorn_otel._worker.app_wrapping import wrap_loaded_app
 
         wrap_loaded_app(worker)
+    if current is not None and current.started:
+        from gunicorn_otel._worker import wiring
+
+        wiring.install(worker)
     log.info(
         "gunicorn-otel: worker %s ready (%s worker, %s)",
         forksafe.pid(),
@@ -211,20 +214,10 @@ def worker_exit(server, worker) -> None:
 
 
 def worker_abort(worker) -> None:
-    """Timeout (SIGABRT): record it with the stuck stack, then a brief flush.
+    """Timeout (SIGABRT): log the stuck stack, end the open request spans, flush (``_worker/timeout.py``)."""
+    from gunicorn_otel._worker import timeout
 
-    This runs inside a signal handler in the stuck request's frame, so the
-    current stack is the request's.  The flush is best effort: the master
-    SIGKILLs about a second later.
-    """
-    from gunicorn_otel._worker import runtime
-
-    stack = "".join(traceback.format_stack(sys._getframe(1)))
-    log_error = logging.getLogger("gunicorn.error")
-    log_error.error("gunicorn-otel: worker %s timed out; request stack:\n%s", forksafe.pid(), stack)
-    current = runtime.current()
-    if current is not None:
-        current.force_flush(Deadline.after(min(ABORT_FLUSH_SECONDS, _settings().shutdown_timeout)))
+    timeout.record(Deadline.after(min(ABORT_FLUSH_SECONDS, _settings().shutdown_timeout)))
 
 
 def _start(worker_model: str, worker) -> None:

@@ -24,6 +24,10 @@ def build(signal: str, options: Exporting):
         return None
     if options.kind == "console":
         return _console(signal)
+    if options.kind == "pretty":
+        from gunicorn_otel._worker import console
+
+        return console.exporter(signal)
     if options.protocol == "grpc":
         return _grpc(signal, options)
     return _http(signal, options)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
+    from gunicorn_otel._worker.inflight import InflightSpans
     from gunicorn_otel._worker.log_bridge import LogBridge
 
 __all__ = ["Deadline", "Runtime", "current", "get_or_create", "hosted"]
@@ -108,6 +109,7 @@ class Runtime:
         self.logger_provider: LoggerProvider | None = None
         # The model's processors: shutdown(deadline) -> bool (models.Model).
         self._span_processor: Any = None
+        self.inflight: InflightSpans | None = None
         self._log_processor: Any = None
         self._log_bridge: LogBridge | None = None
         self._exporters: dict[str, Any] = {}
@@ -170,6 +172,10 @@ class Runtime:
         )
         self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, s.bsp)
         provider.add_span_processor(self._span_processor)
+        from gunicorn_otel._worker.inflight import InflightSpans
+
+        self.inflight = InflightSpans()
+        provider.add_span_processor(self.inflight)
         self.tracer_provider = provider
         _set_global("TracerProvider", trace.set_tracer_provider, trace.get_tracer_provider, provider)
 
@@ -248,6 +254,29 @@ class Runtime:
 
         done = run_all({name: flush(p) for name, p in self._providers().items()}, deadline)
         return all(done.values())
+
+    def record_abort(self, deadline: Deadline, *, stuck, stack: str, only_ident: int | None) -> int:
+        """Timeout abort: end the open request spans with the error, then flush by ``deadline``.
+
+        Ending runs in a helper (``run_all``) like every SDK call here: the
+        signal handler interrupted arbitrary code, which may hold a lock the
+        SDK needs; then we stop waiting instead of deadlocking.
+        """
+        if not self._owns_live_providers():
+            return 0
+        ended = [0]
+        processor = self.inflight
+        if processor is not None:
+            from gunicorn_otel._worker import inflight
+
+            inflight.quiet_ended_span_warnings()
+
+            def end() -> None:
+                ended[0] = inflight.end_inflight(processor, stuck=stuck, stack=stack, only_ident=only_ident)
+
+            run_all({"abort": end}, Deadline(min(deadline.at, time.monotonic() + 0.1)))
+        self.force_flush(deadline)
+        return ended[0]
 
     def shutdown(self, deadline: Deadline) -> bool:
         """Flush and stop every provider by ``deadline``; log one summary line.
