@@ -112,7 +112,7 @@ def _start_standalone():
             # since a forked child's runtime.current() is None until it starts its own.
             _standalone.atexit_registered = True
             atexit.register(_shutdown_at_exit)
-        current = runtime.get_or_create(resolved, model="threads")
+        current = runtime.get_or_create(resolved, model="asyncio")
         current.start()
         return current
 

@@ -432,7 +432,8 @@ VARS: tuple[Var, ...] = (
         PREFIX + "PROCESSOR",
         _choice(*PROCESSORS),
         "auto",
-        "batching: auto (by worker class), batch (SDK threads), gevent (greenlets), simple (export inline; debugging)",
+        "batching: auto (by worker class), threads or asyncio (ours, one export thread per signal), gevent "
+        "(greenlets), batch (the SDK's BatchSpanProcessor), simple (export inline; debugging)",
         ", ".join(PROCESSORS),
     ),
     Var(

@@ -75,7 +75,7 @@ def test_lifespan_cycles_and_app_instances_reuse_one_runtime(receiver):
     result, stderr = run_scenario(otel_env(receiver.endpoint), "cycles", 1000)
     assert result["after_all"] == result["after_one"], "no thread may be left behind by a cycle or an app"
     assert result["export_threads"] == sorted(  # one per signal
-        ["OtelBatchSpanRecordProcessor", "OtelBatchLogRecordProcessor", "OtelPeriodicExportingMetricReader"]
+        ["gunicorn-otel-export-traces", "gunicorn-otel-export-logs", "OtelPeriodicExportingMetricReader"]
     )
     assert "Overriding of current" not in stderr and "already instrumented" not in stderr, stderr
     assert server_span_names(receiver) == [ITEM_ROUTE] * 101

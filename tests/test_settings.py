@@ -54,7 +54,7 @@ def test_per_signal_values_win_over_general_ones():
         ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "lots", "non-negative whole number"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem", "readable file"),
         ("GUNICORN_OTEL_SHUTDOWN_TIMEOUT", "-2", "positive number"),
-        ("GUNICORN_OTEL_PROCESSOR", "fast", "auto, batch, gevent, simple"),
+        ("GUNICORN_OTEL_PROCESSOR", "fast", "auto, threads, asyncio, gevent, batch, simple"),
     ],
 )
 def test_bad_value_names_variable_value_and_accepted_form(name, value, accepted):

@@ -9,9 +9,10 @@ pipelines and does its setup; ``GUNICORN_OTEL_PROCESSOR`` and
 below, nowhere else.  Adding a model: a name here, a row or two in ``_TABLE``,
 and ``_worker/models/<name>.py``.
 
-* Thread-based workers (sync, gthread, tornado, Gunicorn's asgi, uvicorn's
-  worker) build in ``post_fork``: the first moment in the worker process, so
-  nothing is ever built in the master and spans made during app import count.
+* Thread-based workers (sync, gthread, tornado: model ``threads``) and asyncio
+  workers (Gunicorn's asgi, uvicorn's: model ``asyncio``) build in
+  ``post_fork``: the first moment in the worker process, so nothing is ever
+  built in the master and spans made during app import count.
 * gevent workers must build after ``monkey.patch_all()``.  ``post_fork`` runs
   *before* patching (``gunicorn/workers/ggevent.py`` patches in
   ``init_process``), ``post_worker_init`` after it; SDK objects built earlier
@@ -29,16 +30,27 @@ from dataclasses import dataclass
 
 # Concurrency models: each is a module of ``gunicorn_otel._worker.models``.
 THREADS = "threads"
+ASYNCIO = "asyncio"
 GEVENT = "gevent"
+SDK_BATCH = "sdk_batch"  # not a worker's model: the SDK's own batch processors, for comparison
 SIMPLE = "simple"  # not a worker's model: inline export on the caller, for debugging
 
 # ``GUNICORN_OTEL_PROCESSOR`` value -> the model whose pipelines are built
 # (None: the worker class's own model).  The settings table validates against it.
-PROCESSORS: dict[str, str | None] = {"auto": None, "batch": THREADS, "gevent": GEVENT, "simple": SIMPLE}
+PROCESSORS: dict[str, str | None] = {
+    "auto": None,
+    "threads": THREADS,
+    "asyncio": ASYNCIO,
+    "gevent": GEVENT,
+    "batch": SDK_BATCH,
+    "simple": SIMPLE,
+}
 
 DESCRIPTIONS = {
-    THREADS: "SDK batch (one thread per signal)",
+    THREADS: "threads (gunicorn-otel's thread batcher, one export thread per signal)",
+    ASYNCIO: "asyncio (gunicorn-otel's thread batcher, fed by the event loop)",
     GEVENT: "gevent (greenlet batch processors)",
+    SDK_BATCH: "SDK batch (the SDK's BatchSpanProcessor, one thread per signal)",
     SIMPLE: "simple (export inline; debugging)",
 }
 
@@ -58,10 +70,10 @@ _TABLE = {
     ("gunicorn.workers.sync", "SyncWorker"): WorkerKind("sync", THREADS, POST_FORK),
     ("gunicorn.workers.gthread", "ThreadWorker"): WorkerKind("gthread", THREADS, POST_FORK),
     ("gunicorn.workers.gtornado", "TornadoWorker"): WorkerKind("tornado", THREADS, POST_FORK),
-    ("gunicorn.workers.gasgi", "ASGIWorker"): WorkerKind("asgi", THREADS, POST_FORK),
+    ("gunicorn.workers.gasgi", "ASGIWorker"): WorkerKind("asgi", ASYNCIO, POST_FORK),
     ("gunicorn.workers.ggevent", "GeventWorker"): WorkerKind("gevent", GEVENT, POST_WORKER_INIT),
-    ("uvicorn_worker._workers", "UvicornWorker"): WorkerKind("uvicorn", THREADS, POST_FORK, uvicorn_signals=True),
-    ("uvicorn.workers", "UvicornWorker"): WorkerKind("uvicorn", THREADS, POST_FORK, uvicorn_signals=True),
+    ("uvicorn_worker._workers", "UvicornWorker"): WorkerKind("uvicorn", ASYNCIO, POST_FORK, uvicorn_signals=True),
+    ("uvicorn.workers", "UvicornWorker"): WorkerKind("uvicorn", ASYNCIO, POST_FORK, uvicorn_signals=True),
 }
 
 UNKNOWN = WorkerKind("unknown", None, POST_WORKER_INIT)

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from fastapi_otel import otel_lifespan, with_otel
 
-EXPORT_THREADS = ("OtelBatch", "OtelPeriodic")
+EXPORT_THREADS = ("OtelBatch", "OtelPeriodic", "gunicorn-otel-export-")
 
 
 def export_threads() -> list[str]:

@@ -1,15 +1,16 @@
 """One object per concurrency model: it builds that model's pipelines and does its set-up.
 
-A model is a module here named after it (``threads``, ``gevent``, ``simple``)
+A model is a module here named after it (``threads``, ``asyncio``, ``gevent``,
+``sdk_batch``, ``simple``)
 whose ``MODEL`` is a ``Model``.  ``gunicorn_otel._master.worker_kinds`` maps
 Gunicorn worker classes and ``GUNICORN_OTEL_PROCESSOR`` values to these names;
 ``get(name)`` imports the module only when a worker asks for it, so this
 package imports nothing heavy itself (``gevent``'s module must not import
 gevent or the SDK before ``monkey.patch_all()``).
 
-Adding a model (say ``asyncio``): write ``asyncio.py`` with a ``Model``
-subclass and ``MODEL = AsyncioModel()``, add the name to ``worker_kinds`` and
-point the worker classes at it there.
+Adding a model: write ``<name>.py`` with a ``Model`` subclass and
+``MODEL = ...``, add the name to ``worker_kinds`` and point the worker classes
+at it there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Model:
     """
 
     name = ""
-    processor = ""  # the label in the "worker ready" log line: batch, gevent, simple
+    processor = ""  # the label in the "worker ready" log line: threads, asyncio, gevent, batch, simple
 
     def prepare(self, settings: Settings) -> None:
         """``post_fork``, before the worker class's own set-up (gevent: before ``patch_all``)."""

@@ -1,0 +1,252 @@
+"""Batching for native-thread and asyncio workers: one mechanism for spans and log records.
+
+Why not the SDK's ``BatchSpanProcessor``?  Under sustained load in a 2-core
+worker its export thread falls behind and the bounded deque evicts spans
+(issue #13: gthread lost 1,153 of 25,719 request spans in one 8 s round).
+The export thread is not short of CPU but of the GIL: every socket call of an
+export releases it, and getting it back waits behind request threads (or the
+event loop) that hold it until the interpreter's switch interval forces a
+hand-off.  Meanwhile the queue holds thousands of span objects, a dozen
+GC-tracked objects each, which keeps the cyclic GC running
+(``bench/queue_gc_bench.py``).
+
+Here:
+
+* ``emit`` appends ``prepare(item)`` to a deque: for spans exported over
+  OTLP/HTTP the encoded span (``otlp_wire.encode_span``, byte-identical to
+  the official encoder, ``tests/test_otlp_wire.py``), so the span object dies
+  when it ends and the encoding is paid by the producer, which has the GIL
+  anyway.  ``prepare`` runs only for an item the queue accepts; one that
+  raises costs that item (``export_failed``), never the request.
+* One export thread per signal, started when the batcher is built (in the
+  worker, after fork; a batcher inherited by a forked child ignores what it
+  is given there), drains full batches as soon as they exist and the rest
+  when the schedule delay passes.
+* **Back-pressure while healthy.**  A producer that finds the queue past its
+  high-water mark (half of ``max_queue_size``) while exports are healthy
+  (``export_health``) waits on a condition, releasing the GIL, until the
+  export thread has taken a batch.  The wait ends as soon as an export has
+  been in flight for ``slow_after`` (0.5 s), and after twice that at most.  That is
+  the hand-off the export thread was starved of; with a collector that
+  answers, nothing is dropped.  When the collector fails, is slow, or a wait
+  times out, nobody waits: the queue fills and the newest items are dropped
+  and counted (``queue_full``), and the log says so (``drop_notice``).
+* Memory stays bounded: ``max_queue_size`` queued items plus the one batch in
+  flight.
+* ``force_flush`` and ``shutdown`` honour their timeouts from any thread;
+  items still queued or in an abandoned export at the shutdown deadline are
+  counted as ``shutdown_deadline``.
+
+For asyncio workers the producer is the event loop itself, so a wait stalls
+every connection of that worker for its duration; it is the same trade as for
+threads (a short stall instead of a lost span), bounded as above, and
+off while exports are unhealthy.  ``bench/saturation.py`` measures its p99.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import time
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+
+from gunicorn_otel._master import forksafe
+from gunicorn_otel._master.deadline import Deadline
+from gunicorn_otel._worker.drop_notice import DropNotice
+from gunicorn_otel._worker.export_health import ExportHealth
+from gunicorn_otel._worker.stats import EXPORT_FAILED, QUEUE_FULL, SHUTDOWN_DEADLINE
+
+log = logging.getLogger(__name__)
+
+
+def _succeeded(result) -> bool:
+    return getattr(result, "name", None) == "SUCCESS"
+
+
+class ThreadBatcher:
+    """Queue and export thread for one signal."""
+
+    def __init__(
+        self,
+        exporter,
+        *,
+        signal: str,
+        stats,
+        schedule_delay: float,
+        max_export_batch_size: int,
+        max_queue_size: int,
+        prepare=None,
+        slow_after: float = 0.5,
+    ) -> None:
+        self.exporter = exporter
+        self.signal = signal
+        self.stats = stats
+        self.schedule_delay = schedule_delay
+        self.batch_size = max_export_batch_size
+        self.max_queue_size = max_queue_size
+        self.max_wait = 2 * slow_after
+        self.health = ExportHealth(slow_after)
+        self._high_water = max(max_export_batch_size, max_queue_size // 2)
+        self._prepare = prepare
+        self._queue: collections.deque = collections.deque()
+        self._count_accepted = stats.acceptor(signal)
+        self._notice = DropNotice(signal)
+        self._generation = forksafe.generation
+        self._wake = threading.Event()
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._queued = itertools.count(1)  # items ever queued (next() is atomic under the GIL)
+        self._last_queued = 0  # value the last next() returned, read by force_flush
+        self._done = 0  # items taken from the queue and finished (exporter thread only)
+        self._in_flight = 0
+        self._flush_requested = False
+        self._shutdown = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._start_thread()
+
+    # -- hot path ----------------------------------------------------------
+
+    def emit(self, item) -> None:
+        """Take one item; waits only as described in the module docstring."""
+        if self._generation != forksafe.generation:
+            return  # inherited across fork: the parent owns these items (and its thread)
+        self._count_accepted()
+        if self._shutdown:
+            self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, 1)
+            return
+        queue = self._queue
+        if len(queue) >= self.max_queue_size:
+            self.stats.dropped(self.signal, QUEUE_FULL, 1)
+            self._notice.dropped()
+            return
+        if self._prepare is not None:
+            try:
+                item = self._prepare(item)
+            except Exception:  # noqa: BLE001 - one bad item must cost that item, never the request
+                log.exception("gunicorn-otel: a %s item could not be encoded; dropped", self.signal)
+                self.stats.dropped(self.signal, EXPORT_FAILED, 1)
+                return
+        queue.append(item)
+        self._last_queued = next(self._queued)
+        queued = len(queue)
+        if queued >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
+        if queued >= self._high_water and self.health.healthy():
+            self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        # Re-check health every 50 ms: an export that hangs (a black hole)
+        # turns exports unhealthy after ``slow_after`` and ends the wait.  The
+        # cap only matters when the export thread is runnable but not running.
+        deadline = time.monotonic() + self.max_wait
+        with self._cond:
+            self._waiting += 1
+            try:
+                while len(self._queue) >= self._high_water and self.health.healthy():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self.health.wait_timed_out()
+                        return
+                    self._cond.wait(min(remaining, 0.05))
+            finally:
+                self._waiting -= 1
+
+    def _start_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._shutdown:
+                thread = threading.Thread(target=self._run, name=f"gunicorn-otel-export-{self.signal}", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    # -- export thread -------------------------------------------------------
+
+    def _take(self) -> list:
+        queue = self._queue
+        count = min(self.batch_size, len(queue))
+        batch = [queue.popleft() for _ in range(count)]
+        if self._waiting:
+            with self._cond:
+                self._cond.notify_all()
+        return batch
+
+    def _export(self, batch: list) -> None:
+        self._in_flight = len(batch)
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        started = self.health.begin()
+        ok = False
+        try:
+            ok = _succeeded(self.exporter.export(batch))  # CountingExporter records the outcome
+        except Exception:  # noqa: BLE001 - keep the export thread alive
+            log.exception("gunicorn-otel: exporting %s failed", self.signal)
+        finally:
+            self.health.end(started, ok)
+            detach(token)
+            self._in_flight = 0
+            self._done += len(batch)
+            if self._waiting or self._flush_requested:
+                with self._cond:
+                    self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            woken = self._wake.wait(self.schedule_delay)
+            self._wake.clear()
+            everything = not woken or self._flush_requested or self._shutdown
+            while self._queue and (everything or len(self._queue) >= self.batch_size):
+                self._export(self._take())
+                everything = everything or self._flush_requested or self._shutdown
+            if self._shutdown and not self._queue:
+                return
+
+    # -- flush and shutdown --------------------------------------------------
+
+    def _wait_done(self, target: int, deadline: float) -> bool:
+        with self._cond:
+            while self._done < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.1))
+        return True
+
+    def force_flush(self, timeout: float) -> bool:
+        """Export everything queued now; give up after ``timeout`` seconds."""
+        if self._shutdown or self._generation != forksafe.generation:
+            return False
+        target = self._last_queued
+        if self._done >= target:
+            return True
+        self._flush_requested = True
+        try:
+            self._wake.set()
+            return self._wait_done(target, time.monotonic() + timeout)
+        finally:
+            self._flush_requested = False
+
+    def shutdown(self, deadline: Deadline) -> bool:
+        """Flush until ``deadline``, then abandon and count what is left."""
+        if self._shutdown or self._generation != forksafe.generation:
+            return True
+        with self._start_lock:
+            self._shutdown = True
+            thread = self._thread
+        self._wake.set()
+        with self._cond:
+            self._cond.notify_all()
+        finished = True
+        if thread is not None:
+            thread.join(deadline.remaining())
+            finished = not thread.is_alive()
+        if not finished:
+            left = len(self._queue)
+            self._queue.clear()
+            self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, left + self._in_flight)
+        try:
+            self.exporter.shutdown()
+        except Exception:  # noqa: BLE001
+            log.debug("gunicorn-otel: exporter shutdown failed", exc_info=True)
+        return finished
