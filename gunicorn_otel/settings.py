@@ -471,6 +471,14 @@ VARS: tuple[Var, ...] = (
         "wrap the loaded WSGI/ASGI app in OpenTelemetry's middleware (server span per request)",
         "true, false",
     ),
+    Var(
+        PREFIX + "GC_FREEZE",
+        _bool,
+        True,
+        "thread and asyncio worker classes: gc.freeze() in the master before the first fork, so workers "
+        "boot, exit and share memory cheaper (docs/pipelines.md)",
+        "true, false",
+    ),
 )
 
 BY_NAME = {var.name: var for var in VARS}
@@ -548,6 +556,7 @@ class Settings:
     master_telemetry: bool
     wrap_app: bool
     runtime_metrics: bool = True
+    gc_freeze: bool = True
     prometheus: PrometheusOptions | None = None  # None: OTEL_METRICS_EXPORTER does not name prometheus
 
     def service_name_resolved(self) -> str:
@@ -684,6 +693,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         wrap_app=values[PREFIX + "WRAP_APP"],
         runtime_metrics=values[PREFIX + "RUNTIME_METRICS"],
         prometheus=prometheus,
+        gc_freeze=values[PREFIX + "GC_FREEZE"],
     )
 
 

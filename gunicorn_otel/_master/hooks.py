@@ -79,6 +79,25 @@ def on_starting(server) -> None:
             s.shutdown_timeout,
             graceful,
         )
+    _warm_master(server, s)
+
+
+def _warm_master(server, s: Settings) -> None:
+    """Let a thread or asyncio model import, once here, what each of its workers would (never gevent)."""
+    if s.disabled:
+        return
+    worker_model = worker_kinds.classify(server.worker_class).model
+    if worker_model not in worker_kinds.WARM_MASTER:
+        return
+    model = worker_kinds.pipeline_model(worker_model, s.processor)
+    if model not in worker_kinds.WARM_MASTER:
+        return
+    try:
+        from gunicorn_otel._worker import models
+
+        models.get(model).warm_master(s)
+    except Exception:  # noqa: BLE001 - each worker imports what it needs anyway, and reports failures
+        log.debug("gunicorn-otel: warming the master failed", exc_info=True)
 
 
 def _audit_master(server) -> None:

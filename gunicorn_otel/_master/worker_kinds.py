@@ -12,7 +12,9 @@ and ``_worker/models/<name>.py``.
 * Thread-based workers (sync, gthread, tornado: model ``threads``) and asyncio
   workers (Gunicorn's asgi, uvicorn's: model ``asyncio``) build in
   ``post_fork``: the first moment in the worker process, so nothing is ever
-  built in the master and spans made during app import count.
+  built in the master and spans made during app import count.  For these
+  two models the master imports, once, what their workers will import
+  (``Model.warm_master``, from ``on_starting``).
 * gevent workers must build after ``monkey.patch_all()``.  ``post_fork`` runs
   *before* patching (``gunicorn/workers/ggevent.py`` patches in
   ``init_process``), ``post_worker_init`` after it; SDK objects built earlier
@@ -34,6 +36,11 @@ ASYNCIO = "asyncio"
 GEVENT = "gevent"
 SDK_BATCH = "sdk_batch"  # not a worker's model: the SDK's own batch processors, for comparison
 SIMPLE = "simple"  # not a worker's model: inline export on the caller, for debugging
+
+# Models whose workers may start from a master that imported their modules
+# (``Model.warm_master``): native threads only, never gevent (nothing that
+# imports ``ssl``/``urllib3``/``requests`` may run before ``patch_all``).
+WARM_MASTER = (THREADS, ASYNCIO)
 
 # ``GUNICORN_OTEL_PROCESSOR`` value -> the model whose pipelines are built
 # (None: the worker class's own model).  The settings table validates against it.

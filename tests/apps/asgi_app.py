@@ -1,6 +1,7 @@
 """The same routes as ``wsgi_app`` as a bare ASGI 3 app, with lifespan support."""
 
 import asyncio
+import gc
 import logging
 import os
 from urllib.parse import parse_qs
@@ -43,6 +44,8 @@ async def app(scope, receive, send):
         await _reply(send, b"ok")
     elif path == "/pid":
         await _reply(send, str(os.getpid()).encode())
+    elif path == "/gc-frozen":
+        await _reply(send, str(gc.get_freeze_count()).encode())
     elif path == "/log":
         with tracer.start_as_current_span("log-span"):
             log.warning(query.get("msg", ["hello"])[0])

@@ -4,6 +4,7 @@ The tracer is a proxy obtained at import; it starts delegating once the worker's
 runtime sets the global provider.
 """
 
+import gc
 import logging
 import os
 import sys
@@ -48,6 +49,8 @@ def app(environ, start_response):
         return _reply(start_response, str(native_threads_not_from_gevent()).encode())
     if path == "/pid":
         return _reply(start_response, str(os.getpid()).encode())
+    if path == "/gc-frozen":
+        return _reply(start_response, str(gc.get_freeze_count()).encode())
     if path == "/log":
         with tracer.start_as_current_span("log-span"):
             log.warning(query.get("msg", ["hello"])[0])

@@ -60,6 +60,9 @@ class Model:
 
         return SnapshotReader(files, interval, greenlets=False)
 
+    def warm_master(self, settings: Settings) -> None:
+        """In the Gunicorn master (``on_starting``), only for models whose imports are fork-safe there."""
+
 
 def get(name: str) -> Model:
     """The model called ``name`` (a ``worker_kinds`` model name)."""

@@ -8,6 +8,10 @@ healthy (``_worker/export_health``).  Metrics keep the SDK's
 overflow.  Why not the SDK's batch processors (still available as
 ``GUNICORN_OTEL_PROCESSOR=batch``, ``models/sdk_batch.py``): they lose spans at
 saturation (issue #13, docs/pipelines.md).
+
+``warm_master`` runs in the Gunicorn master (``on_starting``) for this model
+and the asyncio one: it imports what the workers will import and freezes the
+GC, so each worker boots from a warm, shared image (``_worker/warm_imports``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from gunicorn_otel._worker.batch_processors import (
 from gunicorn_otel._worker.models import Model
 from gunicorn_otel._worker.stats import LOGS, TRACES, ExportStats
 from gunicorn_otel._worker.thread_batch import ThreadBatcher
-from gunicorn_otel.settings import BatchOptions, MetricOptions
+from gunicorn_otel.settings import BatchOptions, MetricOptions, Settings
 
 
 class ThreadModel(Model):
@@ -56,6 +60,13 @@ class ThreadModel(Model):
         return PeriodicExportingMetricReader(
             exporter, export_interval_millis=options.interval * 1000, export_timeout_millis=options.timeout * 1000
         )
+
+    def warm_master(self, settings: Settings) -> None:
+        from gunicorn_otel._worker import warm_imports
+
+        warm_imports.import_all(settings)
+        if settings.gc_freeze:
+            warm_imports.freeze()
 
 
 MODEL = ThreadModel()
