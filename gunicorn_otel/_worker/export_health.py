@@ -9,11 +9,11 @@ or slow).  "Healthy" here means all of:
 * no producer's wait has reached its cap since the last prompt success
   (``stalled``): the export path made no progress for that long.
 
-A producer's wait re-checks health as it goes, so it ends once an export has
-been in flight for ``slow_after``; its cap (twice that) only matters when the
-export path is runnable but not running.  A collector turning into a black
-hole therefore stalls the requests then in flight once, for ``slow_after``,
-and never again until an export succeeds promptly.
+A producer's wait re-checks health as it goes, so it also ends once an export
+has been in flight for ``slow_after``.  Its cap is the pipeline's (short for
+threads and asyncio, where a wait holds a request or the whole event loop): a
+collector turning into a black hole stalls the requests then in flight once,
+for at most that cap, and never again until an export succeeds promptly.
 
 Plain attribute reads and writes, no lock: every field is written by whole
 assignment, and a stale read only moves one wait a little earlier or later.

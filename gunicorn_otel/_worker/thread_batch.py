@@ -25,12 +25,17 @@ Here:
 * **Back-pressure while healthy.**  A producer that finds the queue past its
   high-water mark (half of ``max_queue_size``) while exports are healthy
   (``export_health``) waits on a condition, releasing the GIL, until the
-  export thread has taken a batch.  The wait ends as soon as an export has
-  been in flight for ``slow_after`` (0.5 s), and after twice that at most.  That is
-  the hand-off the export thread was starved of; with a collector that
-  answers, nothing is dropped.  When the collector fails, is slow, or a wait
-  times out, nobody waits: the queue fills and the newest items are dropped
-  and counted (``queue_full``), and the log says so (``drop_notice``).
+  export thread has taken a batch.  That is the hand-off the export thread
+  was starved of; with a collector that answers, nothing is dropped.  Such a
+  wait is rare and short (a few per second at saturation, under 25 ms: the
+  probe behind docs/pipelines.md), so it is capped at ``max_wait`` (50 ms).
+  A wait that reaches the cap while the export thread used no CPU meanwhile
+  means that thread is blocked on the network (a collector that just became
+  a black hole, or a slow one): nobody waits again until an export succeeds
+  within ``slow_after`` (0.25 s).  If it did use CPU, it is merely short of
+  it on a busy machine, and waiting stays on.  While exports fail or are
+  slow, nobody waits: the queue fills and the newest items are dropped and
+  counted (``queue_full``), and the log says so (``drop_notice``).
 * Memory stays bounded: ``max_queue_size`` queued items plus the one batch in
   flight.
 * ``force_flush`` and ``shutdown`` honour their timeouts from any thread;
@@ -55,7 +60,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 
 from gunicorn_otel._master import forksafe
 from gunicorn_otel._master.deadline import Deadline
-from gunicorn_otel._worker.drop_notice import DropNotice
+from gunicorn_otel._worker.drop_notice import UNENCODABLE_TEXT, DropNotice
 from gunicorn_otel._worker.export_health import ExportHealth
 from gunicorn_otel._worker.stats import EXPORT_FAILED, QUEUE_FULL, SHUTDOWN_DEADLINE
 
@@ -79,7 +84,8 @@ class ThreadBatcher:
         max_export_batch_size: int,
         max_queue_size: int,
         prepare=None,
-        slow_after: float = 0.5,
+        slow_after: float = 0.25,
+        max_wait: float = 0.05,
     ) -> None:
         self.exporter = exporter
         self.signal = signal
@@ -87,13 +93,14 @@ class ThreadBatcher:
         self.schedule_delay = schedule_delay
         self.batch_size = max_export_batch_size
         self.max_queue_size = max_queue_size
-        self.max_wait = 2 * slow_after
+        self.max_wait = max_wait
         self.health = ExportHealth(slow_after)
         self._high_water = max(max_export_batch_size, max_queue_size // 2)
         self._prepare = prepare
         self._queue: collections.deque = collections.deque()
         self._count_accepted = stats.acceptor(signal)
         self._notice = DropNotice(signal)
+        self._unencodable = DropNotice(signal, UNENCODABLE_TEXT)
         self._generation = forksafe.generation
         self._wake = threading.Event()
         self._cond = threading.Condition(threading.Lock())
@@ -105,6 +112,7 @@ class ThreadBatcher:
         self._flush_requested = False
         self._shutdown = False
         self._thread: threading.Thread | None = None
+        self._clock: int | None = None  # the export thread's CPU-time clock
         self._start_lock = threading.Lock()
         self._start_thread()
 
@@ -127,8 +135,8 @@ class ThreadBatcher:
             try:
                 item = self._prepare(item)
             except Exception:  # noqa: BLE001 - one bad item must cost that item, never the request
-                log.exception("gunicorn-otel: a %s item could not be encoded; dropped", self.signal)
                 self.stats.dropped(self.signal, EXPORT_FAILED, 1)
+                self._unencodable.dropped(exc_info=True)
                 return
         queue.append(item)
         self._last_queued = next(self._queued)
@@ -139,21 +147,37 @@ class ThreadBatcher:
             self._wait_for_room()
 
     def _wait_for_room(self) -> None:
-        # Re-check health every 50 ms: an export that hangs (a black hole)
-        # turns exports unhealthy after ``slow_after`` and ends the wait.  The
-        # cap only matters when the export thread is runnable but not running.
+        # Re-check health every 10 ms: an export in flight for ``slow_after``
+        # ends the wait.  A wait that reaches ``max_wait`` asks whether the
+        # export thread used any CPU meanwhile: if not, it is blocked on the
+        # network (a collector that just became a black hole, or answers
+        # slowly), and nobody waits again until an export succeeds promptly;
+        # if it did, it is only short of CPU on a busy machine, and the next
+        # producer past the mark may wait again.
         deadline = time.monotonic() + self.max_wait
+        cpu = self._export_cpu()
         with self._cond:
             self._waiting += 1
             try:
                 while len(self._queue) >= self._high_water and self.health.healthy():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        self.health.wait_timed_out()
+                        if cpu is None or self._export_cpu() == cpu:
+                            self.health.wait_timed_out()
                         return
-                    self._cond.wait(min(remaining, 0.05))
+                    self._cond.wait(min(remaining, 0.01))
             finally:
                 self._waiting -= 1
+
+    def _export_cpu(self) -> float | None:
+        """CPU seconds the export thread has used (None where the platform can't tell)."""
+        clock = self._clock
+        if clock is None:
+            return None
+        try:
+            return time.clock_gettime(clock)
+        except OSError:
+            return None
 
     def _start_thread(self) -> None:
         with self._start_lock:
@@ -161,6 +185,12 @@ class ThreadBatcher:
                 thread = threading.Thread(target=self._run, name=f"gunicorn-otel-export-{self.signal}", daemon=True)
                 thread.start()
                 self._thread = thread
+                getclock = getattr(time, "pthread_getcpuclockid", None)
+                if getclock is not None and thread.ident is not None:
+                    try:
+                        self._clock = getclock(thread.ident)
+                    except OSError:
+                        self._clock = None
 
     # -- export thread -------------------------------------------------------
 

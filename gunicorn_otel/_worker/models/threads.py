@@ -33,8 +33,9 @@ class ThreadModel(Model):
     name = "threads"
     processor = "threads"
     # An export in flight this long means the collector is slow: producers stop
-    # waiting for it (``export_health``).  Their wait is capped at twice that.
-    slow_after = 0.5
+    # waiting for it (``export_health``); one wait is capped at ``max_wait``.
+    slow_after = 0.25
+    max_wait = 0.05
 
     def _batcher(self, exporter, stats: ExportStats, signal: str, options: BatchOptions, prepare) -> ThreadBatcher:
         return ThreadBatcher(
@@ -46,6 +47,7 @@ class ThreadModel(Model):
             max_queue_size=options.max_queue_size,
             prepare=prepare,
             slow_after=self.slow_after,
+            max_wait=self.max_wait,
         )
 
     def span_processor(self, exporter, stats: ExportStats, options: BatchOptions):
