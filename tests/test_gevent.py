@@ -48,7 +48,7 @@ def test_a_span_no_encoder_can_write_costs_that_span_only(receiver, gunicorn):
     proc.stop(signal.SIGTERM, timeout=30)
     assert len([s for s in receiver.spans() if s.name == "work"]) == 6
     log = proc.log_text()
-    assert "a traces item could not be encoded; dropped" in log, log
+    assert "dropped 1 traces item(s): no encoder could write them" in log, log
     assert "traces accepted=7 exported=6 dropped=1 (export_failed=1)" in log, log
 
 

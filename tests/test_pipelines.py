@@ -44,11 +44,13 @@ def _reasons(text: str) -> dict:
 def summaries(log: str) -> list[dict]:
     out = []
     for pid, t_acc, t_exp, t_drop, t_why, l_acc, l_exp, l_drop, l_why in SUMMARY.findall(log):
-        out.append({
-            "pid": int(pid),
-            "traces": (int(t_acc), int(t_exp), int(t_drop), _reasons(t_why)),
-            "logs": (int(l_acc), int(l_exp), int(l_drop), _reasons(l_why)),
-        })
+        out.append(
+            {
+                "pid": int(pid),
+                "traces": (int(t_acc), int(t_exp), int(t_drop), _reasons(t_why)),
+                "logs": (int(l_acc), int(l_exp), int(l_drop), _reasons(l_why)),
+            }
+        )
     return out
 
 
@@ -116,3 +118,17 @@ def test_black_hole_collector_costs_no_request_and_every_drop_is_counted(worker_
     # Said while it happens, rate-limited: far fewer lines than drops.
     notices = log.count("export queue is full")
     assert 1 <= notices <= 16, log
+
+
+@pytest.mark.parametrize("worker_class, app", [("sync", "wsgi_app:app"), ("asgi", "asgi_app:app")])
+def test_spans_no_encoder_can_write_cost_only_themselves_and_one_log_line(worker_class, app, receiver, gunicorn):
+    proc = gunicorn(app, worker_class=worker_class, workers=1, env=otel_env(receiver.endpoint))
+    assert proc.get("/?spans=3") == (200, b"ok")
+    for _ in range(20):
+        assert proc.get("/unencodable") == (200, b"ok")
+    assert proc.get("/?spans=3") == (200, b"ok")
+    proc.stop(signal.SIGTERM, timeout=30)
+    assert len([s for s in receiver.spans() if s.name == "work"]) == 6
+    log = proc.log_text()
+    assert log.count("no encoder could write them") == 1, log  # the first, with its traceback; the rest summed
+    assert "traces accepted=26 exported=6 dropped=20 (export_failed=20)" in log, log

@@ -63,7 +63,7 @@ from gunicorn_otel._worker.batch_processors import (
     BatcherSpanProcessor,
     detached_log_record,
 )
-from gunicorn_otel._worker.drop_notice import DropNotice
+from gunicorn_otel._worker.drop_notice import UNENCODABLE_TEXT, DropNotice
 from gunicorn_otel._worker.export_health import ExportHealth
 from gunicorn_otel._worker.stats import EXPORT_FAILED, QUEUE_FULL, SHUTDOWN_DEADLINE
 
@@ -110,6 +110,7 @@ class GreenletBatcher:
         self.max_wait = 2 * slow_after
         self.health = ExportHealth(slow_after)
         self._notice = DropNotice(signal)
+        self._unencodable = DropNotice(signal, UNENCODABLE_TEXT)
         self._slot_freed = gevent.event.Event()
 
     # -- hot path ----------------------------------------------------------
@@ -132,8 +133,8 @@ class GreenletBatcher:
             try:
                 item = self._prepare(item)
             except Exception:  # one bad item must cost that item, never the request
-                log.exception("gunicorn-otel: a %s item could not be encoded; dropped", self.signal)
                 self.stats.dropped(self.signal, EXPORT_FAILED, 1)
+                self._unencodable.dropped(exc_info=True)
                 return
         queue.append(item)
         queued += 1

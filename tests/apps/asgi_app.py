@@ -46,6 +46,11 @@ async def app(scope, receive, send):
         await _reply(send, str(os.getpid()).encode())
     elif path == "/gc-frozen":
         await _reply(send, str(gc.get_freeze_count()).encode())
+    elif path == "/unencodable":
+        # The SDK accepts any name; neither OTLP encoder can write a non-string one.
+        with tracer.start_as_current_span(123):
+            pass
+        await _reply(send, b"ok")
     elif path == "/log":
         with tracer.start_as_current_span("log-span"):
             log.warning(query.get("msg", ["hello"])[0])
