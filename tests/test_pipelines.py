@@ -132,3 +132,21 @@ def test_spans_no_encoder_can_write_cost_only_themselves_and_one_log_line(worker
     log = proc.log_text()
     assert log.count("no encoder could write them") == 1, log  # the first, with its traceback; the rest summed
     assert "traces accepted=26 exported=6 dropped=20 (export_failed=20)" in log, log
+
+
+@pytest.mark.parametrize("worker_class, app, args", [WORKERS[1], WORKERS[3]])
+def test_slow_collector_costs_no_request_and_every_span_is_accounted_for(worker_class, app, args, receiver, gunicorn):
+    receiver.set_mode("slow", delay=1.0)
+    env = saturation_env(receiver.endpoint, GUNICORN_OTEL_SHUTDOWN_TIMEOUT="2")
+    proc = gunicorn(app, worker_class=worker_class, workers=2, args=args, env=env)
+    drive(proc)
+    proc.stop(signal.SIGTERM, timeout=40)
+    lines = summaries(proc.log_text())
+    assert len(lines) == 2, proc.log_tail()
+    for line in lines:
+        accepted, exported, dropped, reasons = line["traces"]
+        assert exported + dropped == accepted and sum(reasons.values()) == dropped, line
+        assert reasons.get("queue_full", 0) > 0, line  # the queue overflowed: back-pressure was off
+    pids = {line["pid"] for line in lines}
+    received = [s for s in receiver.spans() if s.resource.get("process.pid") in pids]
+    assert len(received) == sum(line["traces"][1] for line in lines)
