@@ -24,12 +24,17 @@ def master_maps(proc) -> str:
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
-@pytest.mark.parametrize("worker_class, app, args", [
-    ("sync", "wsgi_app:app", ()),
-    ("gthread", "wsgi_app:app", ("--threads", "4")),
-    ("asgi", "asgi_app:app", ()),
-])
-def test_thread_and_asyncio_workers_start_from_a_warm_frozen_master(worker_class, app, args, preload, receiver, gunicorn):
+@pytest.mark.parametrize(
+    "worker_class, app, args",
+    [
+        ("sync", "wsgi_app:app", ()),
+        ("gthread", "wsgi_app:app", ("--threads", "4")),
+        ("asgi", "asgi_app:app", ()),
+    ],
+)
+def test_thread_and_asyncio_workers_start_from_a_warm_frozen_master(
+    worker_class, app, args, preload, receiver, gunicorn
+):
     args = (*args, "--preload") if preload else args
     proc = gunicorn(app, worker_class=worker_class, workers=2, args=args, env=otel_env(receiver.endpoint))
     assert REQUESTS_EXTENSION in master_maps(proc)

@@ -96,7 +96,7 @@ def _warm_master(server, s: Settings) -> None:
         from gunicorn_otel._worker import models
 
         models.get(model).warm_master(s)
-    except Exception:  # noqa: BLE001 - each worker imports what it needs anyway, and reports failures
+    except Exception:  # each worker imports what it needs anyway, and reports failures
         log.debug("gunicorn-otel: warming the master failed", exc_info=True)
 
 

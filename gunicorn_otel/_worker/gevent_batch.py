@@ -132,7 +132,7 @@ class GreenletBatcher:
         if self._prepare is not None:
             try:
                 item = self._prepare(item)
-            except Exception:  # one bad item must cost that item, never the request
+            except Exception:  # noqa: BLE001 - one bad item must cost that item, never the request (logged by the notice)
                 self.stats.dropped(self.signal, EXPORT_FAILED, 1)
                 self._unencodable.dropped(exc_info=True)
                 return

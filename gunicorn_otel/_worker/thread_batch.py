@@ -134,7 +134,7 @@ class ThreadBatcher:
         if self._prepare is not None:
             try:
                 item = self._prepare(item)
-            except Exception:  # noqa: BLE001 - one bad item must cost that item, never the request
+            except Exception:  # noqa: BLE001 - one bad item must cost that item, never the request (logged by the notice)
                 self.stats.dropped(self.signal, EXPORT_FAILED, 1)
                 self._unencodable.dropped(exc_info=True)
                 return
@@ -210,7 +210,7 @@ class ThreadBatcher:
         ok = False
         try:
             ok = _succeeded(self.exporter.export(batch))  # CountingExporter records the outcome
-        except Exception:  # noqa: BLE001 - keep the export thread alive
+        except Exception:  # keep the export thread alive
             log.exception("gunicorn-otel: exporting %s failed", self.signal)
         finally:
             self.health.end(started, ok)
@@ -277,6 +277,6 @@ class ThreadBatcher:
             self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, left + self._in_flight)
         try:
             self.exporter.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("gunicorn-otel: exporter shutdown failed", exc_info=True)
         return finished

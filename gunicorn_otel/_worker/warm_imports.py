@@ -82,7 +82,7 @@ def import_all(settings: Settings) -> None:
     for name in modules_for(settings):
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the worker imports it again and says what is wrong
+        except Exception:  # the worker imports it again and says what is wrong
             log.debug("gunicorn-otel: could not import %s in the master", name, exc_info=True)
 
 
