@@ -148,5 +148,9 @@ def test_slow_collector_costs_no_request_and_every_span_is_accounted_for(worker_
         assert exported + dropped == accepted and sum(reasons.values()) == dropped, line
         assert reasons.get("queue_full", 0) > 0, line  # the queue overflowed: back-pressure was off
     pids = {line["pid"] for line in lines}
-    received = [s for s in receiver.spans() if s.resource.get("process.pid") in pids]
-    assert len(received) == sum(line["traces"][1] for line in lines)
+    received = len([s for s in receiver.spans() if s.resource.get("process.pid") in pids])
+    exported = sum(line["traces"][1] for line in lines)
+    # An export still in flight at the exit deadline is abandoned and counted as
+    # shutdown_deadline; the slow collector may still store it before the worker is gone.
+    abandoned = sum(line["traces"][3].get("shutdown_deadline", 0) for line in lines)
+    assert exported <= received <= exported + abandoned
