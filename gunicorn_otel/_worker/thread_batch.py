@@ -27,8 +27,8 @@ Here:
   (``export_health``) waits on a condition, releasing the GIL, until the
   export thread has taken a batch.  That is the hand-off the export thread
   was starved of; with a collector that answers, nothing is dropped.  Such a
-  wait is rare and short (a few per second at saturation, under 25 ms: the
-  probe behind docs/pipelines.md), so it is capped at ``max_wait`` (50 ms).
+  wait ends within a batch hand-off against a collector that answers, so it
+  is capped at ``max_wait`` (50 ms).
   A wait that reaches the cap while the export thread used no CPU meanwhile
   means that thread is blocked on the network (a collector that just became
   a black hole, or a slow one): nobody waits again until an export succeeds

@@ -3,7 +3,7 @@
 A worker forked from a master that already imported the SDK, the OTLP exporters
 and ``requests`` finds them in ``sys.modules``: its ``Runtime.start()`` builds
 objects instead of loading a few hundred modules (issue #13 measured
-~260 ms per worker, and 18 MiB of private memory against 6 uninstrumented), and the pages of those modules stay
+~260 ms per worker; docs/pipelines.md has the boot table), and the pages of those modules stay
 shared with the master until written.
 
 Only imports, never objects: a provider, exporter, session or thread made in
@@ -18,9 +18,9 @@ Then, unless ``GUNICORN_OTEL_GC_FREEZE=false``, ``freeze()``: ``gc.collect()``
 and ``gc.freeze()``, as the ``gc`` module's documentation advises for a
 process that forks without exec.  Without it every collection in a worker,
 and the interpreter's teardown when a worker exits, writes to the header of
-every object inherited from the master, copying each page it touches: a fork
-and exit of a process holding these modules took ~300 ms against ~70 ms
-frozen (docs/pipelines.md).  Objects alive in the master at that moment (its
+every object inherited from the master, copying each page it touches (the
+``GUNICORN_OTEL_GC_FREEZE=false`` row of ``bench/saturation.py``'s boot table,
+docs/pipelines.md).  Objects alive in the master at that moment (its
 modules, a ``--preload``-ed app) are then never collected; they live as long
 as the master anyway.
 
