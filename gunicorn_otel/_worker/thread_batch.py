@@ -108,7 +108,6 @@ class ThreadBatcher:
         self._queued = itertools.count(1)  # items ever queued (next() is atomic under the GIL)
         self._last_queued = 0  # value the last next() returned, read by force_flush
         self._done = 0  # items taken from the queue and finished (exporter thread only)
-        self._in_flight = 0
         self._flush_requested = False
         self._shutdown = False
         self._thread: threading.Thread | None = None
@@ -196,15 +195,18 @@ class ThreadBatcher:
 
     def _take(self) -> list:
         queue = self._queue
-        count = min(self.batch_size, len(queue))
-        batch = [queue.popleft() for _ in range(count)]
+        batch = []
+        for _ in range(min(self.batch_size, len(queue))):
+            try:
+                batch.append(queue.popleft())
+            except IndexError:  # ``shutdown`` took the rest at the deadline
+                break
         if self._waiting:
             with self._cond:
                 self._cond.notify_all()
         return batch
 
     def _export(self, batch: list) -> None:
-        self._in_flight = len(batch)
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         started = self.health.begin()
         ok = False
@@ -215,7 +217,6 @@ class ThreadBatcher:
         finally:
             self.health.end(started, ok)
             detach(token)
-            self._in_flight = 0
             self._done += len(batch)
             if self._waiting or self._flush_requested:
                 with self._cond:
@@ -272,9 +273,19 @@ class ThreadBatcher:
             thread.join(deadline.remaining())
             finished = not thread.is_alive()
         if not finished:
-            left = len(self._queue)
-            self._queue.clear()
-            self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, left + self._in_flight)
+            # Take what is still queued item by item (each popleft is atomic),
+            # so an item the export thread takes meanwhile is its own.  The
+            # batch in flight is left to its export: if it ends before the exit
+            # line, ``CountingExporter`` counts it; if not, ``Runtime._abandon``
+            # counts it as ``shutdown_deadline`` (it may still arrive).
+            left = 0
+            while True:
+                try:
+                    self._queue.popleft()
+                except IndexError:
+                    break
+                left += 1
+            self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, left)
         try:
             self.exporter.shutdown()
         except Exception:
