@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 
 import pytest
+from gunicorn import __version__ as GUNICORN_VERSION
+from gunicorn.config import KNOWN_SETTINGS
 
 from tests.support.gunicorn_process import GunicornProcess
 from tests.support.receiver import OTLPReceiver
+
+
+# Gunicorn 25.1 added a control socket (one per master, at a fixed path by
+# default); parallel test servers must not share it.  Older Gunicorns (the
+# declared floor is 23) have neither the socket nor the flag.
+_NO_CONTROL_SOCKET = (
+    ("--no-control-socket",) if any(s.name == "control_socket" for s in KNOWN_SETTINGS) else ()
+)
+# Gunicorn's own asgi worker arrived in Gunicorn 24.
+HAS_ASGI_WORKER = importlib.util.find_spec("gunicorn.workers.gasgi") is not None
 
 
 def otel_env(endpoint: str, **overrides: str) -> dict:
@@ -41,10 +54,12 @@ def gunicorn(tmp_path):
 
         def start(app, *, args=(), start=True, **kwargs):
             nonlocal count
+            if kwargs.get("worker_class") == "asgi" and not HAS_ASGI_WORKER:
+                pytest.skip(f"Gunicorn {GUNICORN_VERSION} has no asgi worker (added in Gunicorn 24)")
             count += 1
             proc = GunicornProcess(
                 app,
-                args=("--no-control-socket", *args),
+                args=(*_NO_CONTROL_SOCKET, *args),
                 log_path=tmp_path / f"gunicorn-{count}.log",
                 **kwargs,
             )

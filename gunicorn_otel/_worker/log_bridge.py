@@ -42,10 +42,14 @@ class LogBridge:
     LOGGER_NAMES = ("", "gunicorn.error")
 
     def __init__(self, logger_provider, level: str) -> None:
-        self.handler = _BridgeHandler(level=logging.getLevelName(level.upper()), logger_provider=logger_provider)
+        self.handler: _BridgeHandler | None = _BridgeHandler(
+            level=logging.getLevelName(level.upper()), logger_provider=logger_provider
+        )
         self._attached: list[logging.Logger] = []
 
     def attach(self) -> None:
+        if self.handler is None:
+            return
         for name in self.LOGGER_NAMES:
             logger = logging.getLogger(name)
             if self.handler not in logger.handlers:
@@ -53,7 +57,20 @@ class LogBridge:
                 self._attached.append(logger)
 
     def detach(self) -> None:
+        """Remove and close the handler, and let it be freed here and now.
+
+        ``logging`` keeps a weak reference to every handler whose callback
+        takes logging's module lock when the handler is freed.  Left to
+        interpreter teardown, that happens after greenlet is finalized, and
+        gevent 25.4's patched lock then prints "Exception ignored in
+        _removeHandlerRef ... RuntimeError: greenlet is being finalized" at
+        every worker exit (fixed in gevent's ``thread.get_ident`` since).
+        Dropping our last reference now runs the callback while it can.
+        """
+        handler, self.handler = self.handler, None
+        if handler is None:
+            return
         for logger in self._attached:
-            logger.removeHandler(self.handler)
+            logger.removeHandler(handler)
         self._attached.clear()
-        self.handler.close()
+        handler.close()
