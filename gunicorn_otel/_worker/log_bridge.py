@@ -12,6 +12,8 @@ Two changes to its behaviour, and why:
   bridging that warning would queue another record to the failing exporter.
 * Logger levels are left alone: the app's own logging configuration decides
   what is emitted (root defaults to WARNING), the handler level only filters.
+* Attribute values the SDK would reject with an "Invalid type" warning per
+  record (Django logs its request object) are made valid first, quietly.
 * ``flush()`` does nothing.  The handler's flush starts a thread that calls an
   unbounded ``force_flush``, and ``logging.shutdown()`` calls it at exit; the
   runtime owns flushing and bounds it.
@@ -22,6 +24,8 @@ from __future__ import annotations
 import logging
 
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+from gunicorn_otel._worker.log_attributes import clean_attributes
 
 _QUIET_PREFIXES = ("opentelemetry", "gunicorn_otel", "fastapi_otel", "urllib3", "requests", "grpc")
 
@@ -34,6 +38,17 @@ class _BridgeHandler(LoggingHandler):
         if record.name.startswith(_QUIET_PREFIXES):
             return False
         return super().filter(record)
+
+    def _get_attributes(self, record: logging.LogRecord):
+        """The handler's attributes, with values no OTel attribute can hold made valid.
+
+        Frameworks log objects in ``extra`` (Django: the request); see
+        ``gunicorn_otel._worker.log_attributes`` for what they become.
+        """
+        result = super()._get_attributes(record)
+        if isinstance(result, tuple):  # (attributes, event name) in 0.66
+            return (clean_attributes(result[0]), *result[1:])
+        return clean_attributes(result)
 
 
 class LogBridge:
