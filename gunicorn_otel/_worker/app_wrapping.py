@@ -120,14 +120,25 @@ def wrap_loaded_app(worker) -> bool:
     os.environ.setdefault(SANITIZE_VARIABLE, SENSITIVE_HEADERS)  # read by both middlewares
     wrapped: object
     try:
+        from gunicorn_otel._worker import http_routes
+
         if attribute == "asgi" or uvicorn:
             from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as AsgiMiddleware
 
-            wrapped = AsgiMiddleware(app, exclude_spans=["receive", "send"])
+            wrapped = AsgiMiddleware(
+                http_routes.RouteNamingASGI(app),
+                exclude_spans=["receive", "send"],
+                default_span_details=http_routes.asgi_span_details,
+            )
         else:
             from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiMiddleware
 
-            wrapped = WsgiMiddleware(app)
+            wrapped = WsgiMiddleware(
+                app,
+                request_hook=http_routes.wsgi_request_hook,
+                response_hook=http_routes.wsgi_response_hook,
+            )
+        http_routes.instrument_frameworks(app)
     except ImportError:
         log.error("gunicorn-otel: GUNICORN_OTEL_WRAP_APP needs pip install 'gunicorn-otel[wsgi]'; app left unwrapped")
         return False
