@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from gunicorn_otel._master import forksafe
 from gunicorn_otel._master.deadline import Deadline, run_all
 from gunicorn_otel._master.worker_kinds import THREADS
+from gunicorn_otel._worker.export_log_limiter import ExportLogLimiter
 from gunicorn_otel._worker.stats import LOGS, METRICS, SHUTDOWN_DEADLINE, TRACES, ExportStats
 from gunicorn_otel.settings import Settings
 
@@ -102,6 +103,7 @@ class Runtime:
         self.instance_id = str(uuid.uuid4())
         self.extra_attributes = dict(resource_attributes or {})
         self.stats = ExportStats()
+        self.export_log = ExportLogLimiter()
         self.started = False
         self.stopped = False
         self.tracer_provider: TracerProvider | None = None
@@ -131,9 +133,10 @@ class Runtime:
         for signal in signals:
             inner = exporters.build(signal, self.settings.exporting(signal))
             if signal == METRICS:
-                self._exporters[signal] = CountingMetricExporter(inner, self.stats)
+                self._exporters[signal] = CountingMetricExporter(inner, self.stats, self.export_log)
             else:
-                self._exporters[signal] = CountingExporter(inner, signal, self.stats)
+                self._exporters[signal] = CountingExporter(inner, signal, self.stats, self.export_log)
+        self.export_log.install()  # after the exporters' modules (and loggers) exist
         if TRACES in signals:
             self._start_traces(resource)
         if METRICS in signals or self.settings.prometheus is not None:
@@ -326,6 +329,7 @@ class Runtime:
         for signal, finished in done.items():
             if not finished:
                 self._abandon(signal)
+        self._count_metric_exports_left_running()
         elapsed = time.monotonic() - started
         in_time = all(done.values())
         log.info(
@@ -337,6 +341,14 @@ class Runtime:
         )
         return in_time
 
+    def _count_metric_exports_left_running(self) -> None:
+        """A metric export still running now never completes: the SDK reader's
+        ``shutdown`` returns when its join times out, leaving its export thread
+        blocked on the collector, and this process is about to exit."""
+        exporter = self._exporters.get(METRICS)
+        if exporter is not None:
+            exporter.abandon_in_flight()
+
     def _abandon(self, signal: str) -> None:
         """Stop a pipeline that missed the deadline and count what it still held."""
         exporter = self._exporters.get(signal)
@@ -346,7 +358,7 @@ class Runtime:
             except Exception:
                 log.debug("gunicorn-otel: exporter shutdown failed", exc_info=True)
         if signal == METRICS:
-            return
+            return  # counted by _count_metric_exports_left_running
         counts = self.stats.snapshot()[signal]
         unaccounted = counts["accepted"] - counts["exported"] - sum(counts["dropped"].values())
         self.stats.dropped(signal, SHUTDOWN_DEADLINE, unaccounted)
