@@ -177,14 +177,21 @@ def _headers(raw: str) -> dict[str, str]:
 
 
 def _resource_attributes(raw: str) -> dict[str, str]:
+    """Parsed exactly as the SDK's ``OTELResourceDetector`` parses it, or refused.
+
+    Each worker's SDK reads the variable again (``Resource.create``) and warns
+    "Invalid key value resource attribute pair" for every item without ``=``,
+    empty items too (``a=1,,b=2``, a trailing comma).  So those are refused
+    here, and an accepted value means the same to both: keys are stripped,
+    not URL-decoded; values are stripped, then URL-decoded.
+    """
     attributes: dict[str, str] = {}
-    for item in raw.split(","):
-        if not item.strip():
-            continue
+    for position, item in enumerate(raw.split(","), start=1):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError("expected comma-separated key=value pairs")
-        attributes[urllib.parse.unquote(key).strip()] = urllib.parse.unquote(value).strip()
+            what = "is empty" if not item.strip() else f"{item.strip()!r} has " + ("an empty key" if sep else "no '='")
+            raise ValueError(f"expected comma-separated key=value pairs, but item {position} {what}")
+        attributes[key.strip()] = urllib.parse.unquote(value.strip())
     return attributes
 
 
