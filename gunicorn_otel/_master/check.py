@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import socket
+import subprocess
 import sys
 import urllib.parse
 
@@ -70,7 +71,31 @@ def _master_side_setup() -> list[str]:
     return found
 
 
-def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
+PROBE_TIMEOUT = 60.0
+
+
+def build_pipeline_in_child(timeout: float = PROBE_TIMEOUT) -> dict:
+    """Build a worker's pipeline in a child process (``_worker/build_probe.py``); its report.
+
+    A child, because building imports the SDK, exporters and their transports,
+    and sets global providers: none of that may happen in this process, which
+    may be a Gunicorn master's environment being checked, and the child leaves
+    with ``os._exit`` so nothing is exported.
+    """
+    command = [sys.executable, "-m", "gunicorn_otel._worker.build_probe"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"building the pipeline took more than {timeout:g}s"}
+    lines = done.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        return {"ok": False, "error": f"the build probe exited with {done.returncode}: {tail or 'no output'}"}
+
+
+def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0, build: bool = True) -> dict:
     report: dict = {
         "status": OK,
         "errors": [],
@@ -79,11 +104,16 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
         "settings": {},
         "workers": {},
         "endpoints": {},
+        "pipeline": {},
     }
 
     def warn(message: str) -> None:
         report["warnings"].append(message)
         report["status"] = max(report["status"], WARN)
+
+    def error(message: str) -> None:
+        report["errors"].append(message)
+        report["status"] = ERROR
 
     try:
         s = settings_module.load()
@@ -117,6 +147,11 @@ def run(gunicorn_args: list[str], *, connect_timeout: float = 1.0) -> dict:
             "built_in": kind.build_at,
             "processor": worker_kinds.describe(kind, s.processor),
         }
+
+    if build and not s.disabled:
+        report["pipeline"] = build_pipeline_in_child()
+        if not report["pipeline"]["ok"]:
+            error(f"telemetry cannot start in a worker: {report['pipeline']['error']}")
 
     for sig in s.enabled_signals():
         options = s.exporting(sig)
@@ -201,6 +236,8 @@ def _print_human(report: dict) -> None:
         print("worker classes:", file=out)
         for name, info in report["workers"].items():
             print(f"  {name:8} built in {info['built_in']:16} processor: {info['processor']}", file=out)
+        if report["pipeline"].get("ok"):
+            print(f"pipeline: built in a child process ({', '.join(report['pipeline']['signals'])})", file=out)
         for sig, info in report["endpoints"].items():
             print(f"endpoint {sig}: {info['detail']}", file=out)
     for note in report.get("notes", []):

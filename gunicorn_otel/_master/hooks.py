@@ -38,6 +38,7 @@ class _State:
     settings: Settings | None = None
     kind: worker_kinds.WorkerKind | None = None
     audited: bool = False
+    start_error: str | None = None  # why telemetry could not start in this worker
 
 
 state = _State()
@@ -204,20 +205,22 @@ def post_worker_init(worker) -> None:
     from gunicorn_otel._worker import runtime
 
     current = runtime.current()
-    if current is not None and current.started and _settings().wrap_app:
+    running = current is not None and current.started and state.start_error is None
+    if running and _settings().wrap_app:
         from gunicorn_otel._worker.app_wrapping import wrap_loaded_app
 
         wrap_loaded_app(worker)
-    if current is not None and current.started:
+    if running:
         from gunicorn_otel._worker import wiring
 
         wiring.install(worker)
-    log.info(
-        "gunicorn-otel: worker %s ready (%s worker, %s)",
-        forksafe.pid(),
-        kind.name,
-        f"{current.processor} processor" if current is not None and current.started else "telemetry off",
-    )
+    if state.start_error is not None:
+        telemetry = f"telemetry failed to start: {state.start_error}"
+    elif current is not None and running:
+        telemetry = f"{current.processor} processor"
+    else:
+        telemetry = "telemetry off"
+    log.info("gunicorn-otel: worker %s ready (%s worker, %s)", forksafe.pid(), kind.name, telemetry)
 
 
 def worker_exit(server, worker) -> None:
@@ -256,7 +259,8 @@ def _start(worker_model: str, worker) -> None:
         models.get(worker_model).setup(s)
         model = worker_kinds.pipeline_model(worker_model, s.processor)
         runtime.get_or_create(s, model=model, resource_attributes=attributes).start()
-    except Exception:
+    except Exception as exc:
+        state.start_error = f"{type(exc).__name__}: {exc}"
         logging.getLogger("gunicorn.error").exception(
             "gunicorn-otel: telemetry could not start in worker %s; serving without it", forksafe.pid()
         )
