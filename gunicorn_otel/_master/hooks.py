@@ -148,6 +148,7 @@ def child_exit(server, worker) -> None:
 
 
 def on_reload(server) -> None:
+    slots.retire_all(server)  # before Arbiter.reload spawns the new workers
     from gunicorn_otel._master import master_telemetry
 
     master_telemetry.reloading(server)
