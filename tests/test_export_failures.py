@@ -69,6 +69,7 @@ def test_down_collector_logs_once_then_once_per_interval_then_recovery(worker_cl
     assert set(recovered) <= set(first), "only a signal that failed can recover"
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("worker_class", ["sync", "gevent"])
 def test_metric_exports_cut_off_at_exit_are_counted(worker_class, gunicorn):
     with blackhole() as hole:

@@ -62,6 +62,7 @@ def serve_a_site(proc, site) -> None:
         assert proc.get(path)[0] == status, path
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
 @pytest.mark.parametrize("site", [DJANGO, FLASK], ids=["django", "flask"])
 def test_spans_named_by_route_errors_recorded_logs_clean(site, worker_class, receiver, gunicorn):
@@ -108,6 +109,7 @@ def test_plain_wsgi_app_named_by_method_errors_recorded(worker_class, receiver, 
     check_plain_spans(server_spans(receiver), "plain_errors.Boom")
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("worker_class", ["asgi", "uvicorn_worker.UvicornWorker"])
 def test_plain_asgi_app_named_by_method_or_scope_route_errors_recorded(worker_class, receiver, gunicorn):
     proc = gunicorn("plain_errors:asgi", worker_class=worker_class, workers=1, env=wrap_env(receiver.endpoint))

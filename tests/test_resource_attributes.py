@@ -18,6 +18,7 @@ def test_items_the_sdk_would_warn_about_stop_gunicorn_before_any_worker(value, g
     assert "Booting worker" not in output
 
 
+@pytest.mark.matrix
 def test_accepted_value_reaches_every_worker_as_the_sdk_reads_it_without_warnings(receiver, gunicorn):
     # Keys are not URL-decoded by the SDK, values are (after stripping).
     env = otel_env(receiver.endpoint, OTEL_RESOURCE_ATTRIBUTES="team=shop, region = eu%2Dwest ,k%20=%20v")

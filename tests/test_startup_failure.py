@@ -55,6 +55,7 @@ def test_check_reports_a_pipeline_that_cannot_be_built(receiver, broken_requests
     assert f"ERROR: telemetry cannot start in a worker: {MISSING}" in done.stdout, done.stdout
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("worker_class", ["sync", "gevent"])
 def test_ready_line_says_telemetry_failed_and_requests_are_served(worker_class, receiver, gunicorn, broken_requests):
     env = otel_env(receiver.endpoint, PYTHONPATH=broken_requests)
