@@ -12,13 +12,10 @@ from gunicorn.config import KNOWN_SETTINGS
 from tests.support.gunicorn_process import GunicornProcess
 from tests.support.receiver import OTLPReceiver
 
-
 # Gunicorn 25.1 added a control socket (one per master, at a fixed path by
 # default); parallel test servers must not share it.  Older Gunicorns (the
 # declared floor is 23) have neither the socket nor the flag.
-_NO_CONTROL_SOCKET = (
-    ("--no-control-socket",) if any(s.name == "control_socket" for s in KNOWN_SETTINGS) else ()
-)
+_NO_CONTROL_SOCKET = ("--no-control-socket",) if any(s.name == "control_socket" for s in KNOWN_SETTINGS) else ()
 # Gunicorn's own asgi worker arrived in Gunicorn 24.
 HAS_ASGI_WORKER = importlib.util.find_spec("gunicorn.workers.gasgi") is not None
 

@@ -345,8 +345,10 @@ class Runtime:
         """A metric export still running now never completes: the SDK reader's
         ``shutdown`` returns when its join times out, leaving its export thread
         blocked on the collector, and this process is about to exit."""
+        from gunicorn_otel._worker.counting import CountingMetricExporter
+
         exporter = self._exporters.get(METRICS)
-        if exporter is not None:
+        if isinstance(exporter, CountingMetricExporter):
             exporter.abandon_in_flight()
 
     def _abandon(self, signal: str) -> None:
