@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import otel_env
 from tests.support.receiver import blackhole
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
+
 INTERVAL = 2.0  # the limiter's line interval for these tests (60 s in production)
 LINE = r"\[(\d+)\] \[WARNING\] gunicorn-otel: pid \d+: (\w+) export "  # (worker pid, signal)
 FIRST = re.compile(LINE + r"failed \(")

@@ -63,6 +63,7 @@ def item_spans(receiver) -> list:
 # -- TestClient: one owner per process, one server span per request -------------
 
 
+@pytest.mark.matrix
 def test_one_server_span_per_request_named_by_route_and_state_reaches_request(receiver):
     result, _ = run_scenario(otel_env(receiver.endpoint), "requests", 25)
     assert result["greetings"] == ["hello"], "lifespan state must reach request.state through with_otel"
@@ -145,6 +146,7 @@ def get_until_each_worker_answered(proc, workers: set, at_least: int, timeout: f
     return replies
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
 def test_every_server_span_arrives_after_sigterm(worker_class, receiver, gunicorn):
     env = otel_env(receiver.endpoint, **HOLD_SPANS)

@@ -20,6 +20,7 @@ THREAD_WORKERS = [
 ]
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("worker_class, app", THREAD_WORKERS)
 def test_every_span_made_before_sigterm_arrives(worker_class, app, receiver, gunicorn):
     # A schedule delay far beyond the test means nothing is exported before
@@ -72,6 +73,7 @@ def test_exit_is_bounded_against_a_black_hole(worker_class, app, gunicorn):
     assert "shutdown_deadline=" in log
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("worker_class", ["gthread", "gevent"])  # SDK batch thread; greenlet batcher
 def test_log_records_carry_trace_context(worker_class, receiver, gunicorn):
     proc = gunicorn("wsgi_app:app", worker_class=worker_class, workers=1, env=otel_env(receiver.endpoint))

@@ -20,7 +20,9 @@ BAD_LOG = re.compile(r"Traceback|MonkeyPatchWarning|KeyError|Exception ignored|W
 
 
 @pytest.mark.parametrize("worker_class", ["gevent", "gevent_pywsgi"])
-@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
+@pytest.mark.parametrize(
+    "preload", [pytest.param(False, marks=pytest.mark.matrix), True], ids=["no-preload", "preload"]
+)
 def test_every_span_delivered_clean_log_no_native_threads(worker_class, preload, receiver, gunicorn):
     args = ("--preload",) if preload else ()
     proc = gunicorn("wsgi_app:app", worker_class=worker_class, workers=2, env=otel_env(receiver.endpoint), args=args)

@@ -15,6 +15,9 @@ import pytest
 from tests.conftest import otel_env
 from tests.support.receiver import attributes
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
+
 SERVER = 2
 STATUS_ERROR = 2
 # What must never appear in the log, whatever the app logs: the SDK's attribute

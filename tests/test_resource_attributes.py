@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import otel_env
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
 
 @pytest.mark.parametrize("value", ["a=1,,b=2", "a=1,", "a=1,=2", "a=1,b"])
 def test_items_the_sdk_would_warn_about_stop_gunicorn_before_any_worker(value, gunicorn):

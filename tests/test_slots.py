@@ -5,8 +5,12 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from tests.conftest import otel_env
 from tests.support.gunicorn_process import pid_alive
+
+pytestmark = pytest.mark.slow  # real Gunicorn processes
 
 
 def test_hup_reload_keeps_slots_within_1_to_n(receiver, gunicorn):

@@ -18,6 +18,9 @@ import pytest
 
 from tests.conftest import otel_env
 
+pytestmark = pytest.mark.slow  # real Gunicorn processes
+
+
 MISSING = "ModuleNotFoundError: No module named 'requests'"
 
 
