@@ -98,14 +98,14 @@ def _rename(span, method: Any, route: str | None) -> None:
 def wsgi_request_hook(span, environ: dict) -> None:
     try:
         span.update_name(method_name(environ.get("REQUEST_METHOD")))
-    except Exception:  # noqa: BLE001 - naming must never cost the request
+    except Exception:  # naming must never cost the request
         log.debug("gunicorn-otel: naming a server span failed", exc_info=True)
 
 
 def wsgi_response_hook(span, environ: dict, status: str, response_headers) -> None:
     try:
         _rename(span, environ.get("REQUEST_METHOD"), wsgi_route(environ))
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.debug("gunicorn-otel: naming a server span failed", exc_info=True)
 
 
@@ -139,7 +139,7 @@ class RouteNamingASGI:
             if message.get("type") == "http.response.start":
                 try:
                     _rename(span, scope.get("method"), asgi_route(scope))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.debug("gunicorn-otel: naming a server span failed", exc_info=True)
             await send(message)
 
@@ -176,7 +176,7 @@ def instrument_frameworks(app) -> list[str]:
             elif flask is not None and isinstance(obj, flask.Flask):
                 flask.got_request_exception.connect(_flask_exception, obj)
                 hooked.append("flask")
-    except Exception:  # noqa: BLE001 - a framework we cannot hook still gets spans named by method
+    except Exception:
         log.warning("gunicorn-otel: could not hook the framework inside %s", type(app).__name__, exc_info=True)
     return hooked
 
@@ -192,7 +192,7 @@ def _remember_django_route(request) -> None:
                 if isinstance(target, dict):
                     target[ROUTE_KEY] = route
                     break
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.debug("gunicorn-otel: reading the Django route failed", exc_info=True)
 
 
@@ -242,12 +242,12 @@ def _django_exception(sender, request=None, **kwargs) -> None:
     """Django's ``got_request_exception``: sent while it handles a view's exception."""
     try:
         _record_on_server_span(sys.exc_info()[1])
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.debug("gunicorn-otel: recording a Django exception failed", exc_info=True)
 
 
 def _flask_exception(sender, exception=None, **kwargs) -> None:
     try:
         _record_on_server_span(exception)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.debug("gunicorn-otel: recording a Flask exception failed", exc_info=True)

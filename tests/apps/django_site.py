@@ -30,8 +30,9 @@ if not settings.configured:
     )
     django.setup()
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402 - after settings, as in wsgi.py
-from opentelemetry import trace  # noqa: E402
+# After the settings, as a project's wsgi.py does.
+from django.core.wsgi import get_wsgi_application
+from opentelemetry import trace
 
 tracer = trace.get_tracer("tests.django")
 log = logging.getLogger("tests.django")
