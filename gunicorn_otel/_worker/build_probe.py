@@ -4,8 +4,8 @@
 a child process with the same environment.  The child builds what a worker
 builds after fork (exporters, processors, providers, the log bridge) from the
 same settings, prints one JSON line and leaves with ``os._exit``: nothing is
-exported (no span or log record is made, self-metrics are off, and the
-metric reader's first collection is an interval away) and no exit hook runs.
+exported (no span or log record is made, self- and runtime metrics are off,
+and the metric reader's first collection is a day away) and no exit hook runs.
 A missing module, an exporter that refuses its options or any other error a
 worker would meet in ``post_fork`` shows here, before deploying.
 
@@ -31,7 +31,13 @@ def probe() -> dict:
         return {"ok": False, "error": str(exc)}
     if settings.disabled:
         return {"ok": True, "signals": [], "detail": "telemetry disabled (OTEL_SDK_DISABLED)"}
-    settings = dataclasses.replace(settings, self_metrics=False)
+    # Nothing to export: no own or runtime metrics, and a first collection a day away.
+    settings = dataclasses.replace(
+        settings,
+        self_metrics=False,
+        runtime_metrics=False,
+        metric=dataclasses.replace(settings.metric, interval=86400.0),
+    )
     try:
         from gunicorn_otel._master import worker_kinds
         from gunicorn_otel._worker import models, runtime
