@@ -83,8 +83,11 @@ def _django_has_otel_middleware() -> bool:
     return any("opentelemetry" in str(m) for m in middleware)
 
 
-def skip_reason(app) -> str | None:
-    """Why ``app`` must not be wrapped, or None.  Walks the wrappers it holds, not properties."""
+def walk_apps(app):
+    """The app and the apps it wraps (``app``/``application``/``wsgi_app``/``_app`` attributes).
+
+    Reads instance dictionaries only, never properties, and stops after a few levels.
+    """
     seen: set[int] = set()
     pending = [app]
     while pending and len(seen) < _MAX_DEPTH:
@@ -92,11 +95,17 @@ def skip_reason(app) -> str | None:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
+        yield obj
+        inner = getattr(obj, "__dict__", None) or {}
+        pending += [inner[a] for a in _INNER_ATTRIBUTES if inner.get(a) is not None]
+
+
+def skip_reason(app) -> str | None:
+    """Why ``app`` must not be wrapped, or None."""
+    for obj in walk_apps(app):
         reason = _own_skip_reason(obj)
         if reason:
             return reason
-        inner = getattr(obj, "__dict__", None) or {}
-        pending += [inner[a] for a in _INNER_ATTRIBUTES if inner.get(a) is not None]
     return None
 
 

@@ -40,12 +40,12 @@ import logging
 import sys
 from typing import Any
 
+from gunicorn_otel._worker.app_wrapping import walk_apps
+
 log = logging.getLogger(__name__)
 
 ROUTE_KEY = "gunicorn_otel.http_route"
 HTTP_ROUTE = "http.route"
-_INNER_ATTRIBUTES = ("app", "application", "wsgi_app", "_app")
-_MAX_DEPTH = 16
 
 
 def method_name(method: Any) -> str:
@@ -149,27 +149,13 @@ class RouteNamingASGI:
 # -- frameworks: Django's route, Django's and Flask's swallowed exceptions --------
 
 
-def _walk(app):
-    """The app and the apps it wraps (``app``/``application``/``wsgi_app`` attributes)."""
-    seen: set[int] = set()
-    pending = [app]
-    while pending and len(seen) < _MAX_DEPTH:
-        obj = pending.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        yield obj
-        inner = getattr(obj, "__dict__", None) or {}
-        pending += [inner[a] for a in _INNER_ATTRIBUTES if inner.get(a) is not None]
-
-
 def instrument_frameworks(app) -> list[str]:
     """Hook the Django handler or Flask app inside ``app``; the names of what was hooked."""
     hooked = []
     django_base = sys.modules.get("django.core.handlers.base")
     flask = sys.modules.get("flask")
     try:
-        for obj in _walk(app):
+        for obj in walk_apps(app):
             if django_base is not None and isinstance(obj, django_base.BaseHandler):
                 _hook_django(obj)
                 hooked.append("django")
