@@ -8,6 +8,8 @@ from urllib.parse import parse_qs
 
 from opentelemetry import trace
 
+from tests.apps import asgi_lifespan
+
 tracer = trace.get_tracer("tests.app")
 log = logging.getLogger("tests.app")
 DEFAULT_SPANS = int(os.environ.get("APP_SPANS_PER_REQUEST", "1"))
@@ -24,19 +26,9 @@ async def _reply(send, body: bytes, status: int = 200):
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive, send):
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await asgi_lifespan.serve(receive, send)
         return
     path = scope["path"]
     query = parse_qs(scope.get("query_string", b"").decode())

@@ -5,6 +5,8 @@ without raising, ``/routed/<n>`` (ASGI only) leaves its route template in the
 scope the way routing frameworks do, anything else answers 200.
 """
 
+from tests.apps import asgi_lifespan
+
 
 class Boom(RuntimeError):
     pass
@@ -21,13 +23,8 @@ def wsgi(environ, start_response):
 
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await asgi_lifespan.serve(receive, send)
+        return
     path = scope["path"]
     if path == "/boom":
         raise Boom("boom from a plain ASGI app")

@@ -16,6 +16,8 @@ from urllib.parse import parse_qs
 
 from opentelemetry import trace
 
+from tests.apps import asgi_lifespan
+
 tracer = trace.get_tracer("tests.stuck_app")
 slow_in_flight = 0
 
@@ -58,13 +60,8 @@ def app(environ, start_response):
 
 async def asgi_app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await asgi_lifespan.serve(receive, send)
+        return
     global slow_in_flight
     path = scope["path"]
     if path != "/health":

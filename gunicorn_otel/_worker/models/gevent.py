@@ -63,37 +63,32 @@ class GeventModel(Model):
         grpc_gevent.init_gevent()
         self._grpc_ready = True
 
+    def _batcher(self, exporter, stats, signal: str, options: BatchOptions, prepare):
+        from gunicorn_otel._worker.gevent_batch import GreenletBatcher
+
+        return GreenletBatcher(
+            exporter,
+            signal=signal,
+            stats=stats,
+            schedule_delay=options.schedule_delay,
+            max_export_batch_size=options.max_export_batch_size,
+            max_queue_size=options.max_queue_size,
+            prepare=prepare,
+        )
+
     def span_processor(self, exporter, stats, options: BatchOptions):
-        from gunicorn_otel._worker.gevent_batch import GreenletBatcher, GreenletSpanProcessor
+        from gunicorn_otel._worker.gevent_batch import GreenletSpanProcessor
         from gunicorn_otel._worker.stats import TRACES
 
         return GreenletSpanProcessor(
-            GreenletBatcher(
-                exporter,
-                signal=TRACES,
-                stats=stats,
-                schedule_delay=options.schedule_delay,
-                max_export_batch_size=options.max_export_batch_size,
-                max_queue_size=options.max_queue_size,
-                prepare=getattr(exporter, "prepare_span", None),
-            )
+            self._batcher(exporter, stats, TRACES, options, getattr(exporter, "prepare_span", None))
         )
 
     def log_processor(self, exporter, stats, options: BatchOptions):
-        from gunicorn_otel._worker.gevent_batch import GreenletBatcher, GreenletLogRecordProcessor, detached_log_record
+        from gunicorn_otel._worker.gevent_batch import GreenletLogRecordProcessor, detached_log_record
         from gunicorn_otel._worker.stats import LOGS
 
-        return GreenletLogRecordProcessor(
-            GreenletBatcher(
-                exporter,
-                signal=LOGS,
-                stats=stats,
-                schedule_delay=options.schedule_delay,
-                max_export_batch_size=options.max_export_batch_size,
-                max_queue_size=options.max_queue_size,
-                prepare=detached_log_record,
-            )
-        )
+        return GreenletLogRecordProcessor(self._batcher(exporter, stats, LOGS, options, detached_log_record))
 
     def prometheus_reader(self, files, interval: float):
         from gunicorn_otel._worker.prometheus_reader import SnapshotReader
