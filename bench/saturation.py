@@ -15,6 +15,12 @@ machine noise hits them alike:
 * gunicorn-otel against a black hole (a socket that accepts and never answers):
   its p99 should match the healthy row's, and every span is counted as dropped.
 
+Each row gets ``--warmup`` seconds (1) of load that is not measured before its
+measured ``--duration``: first connections, first requests and, for the black
+hole, the one capped wait at its onset (``_worker/thread_batch.py``) fall
+there, so p99 and req/s describe the steady state.  CPU per request and the
+span counts cover the warm-up too (they are per request served).
+
 WSGI classes serve ``bench.apps.app`` (4 spans of 3 attributes per request);
 ``asgi`` and ``UvicornWorker`` serve a FastAPI hello world with FastAPI's native
 telemetry (``bench/saturation_apps.py``).  2 workers; ``wrk -t2 --latency``
@@ -177,6 +183,12 @@ def _run_row(section, row, args, receiver, workdir, spans_per_request, counts, e
         ready_path=path,
     ) as proc:
         proc.start()
+        if args.warmup > 0:  # first requests, connections and (black hole) the one capped wait at its onset
+            subprocess.run(
+                ["wrk", "-t2", f"-c{connections}", f"-d{args.warmup}s", proc.base_url + path],
+                capture_output=True,
+                timeout=args.warmup + 60,
+            )
         wrk = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{args.duration}s", "--latency", proc.base_url + path],
             capture_output=True,
@@ -407,6 +419,7 @@ def print_boot(boot: dict, args) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=4, help="seconds of load per row")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load before each row")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", help="comma-separated sections (default: all)")
     parser.add_argument("--rows", help="comma-separated rows (default: all)")
@@ -456,7 +469,8 @@ def main() -> int:
     command = " ".join(["python bench/saturation.py", *sys.argv[1:]])
     print(f"\n`{command}` ({time.monotonic() - started:.0f} s)\n")
     print(
-        f"Gunicorn {gunicorn.__version__}, Python {platform.python_version()}, 2 workers, {args.duration} s per row, "
+        f"Gunicorn {gunicorn.__version__}, Python {platform.python_version()}, 2 workers, {args.duration} s per row "
+        f"after {args.warmup} s of warm-up, "
         f"{args.rounds} rounds interleaved, medians (per-round ratios in brackets); logs in {workdir}"
     )
     for section in sections:
