@@ -8,7 +8,9 @@ log record that carries the stuck stack.
 from __future__ import annotations
 
 import http.client
+import os
 import threading
+import time
 
 import pytest
 
@@ -35,6 +37,31 @@ def _get_in_background(proc, path: str) -> threading.Thread:
     return thread
 
 
+def _wait_for_first_heartbeat(pid: int, timeout: float = 15) -> None:
+    """Until the worker has sent Gunicorn's master its first heartbeat.
+
+    The master times a worker out only after that: ``WorkerTmp.notify()`` sets
+    the heartbeat file's mtime to ``time.monotonic()``, and until the first call
+    it holds the file's creation time, wall-clock seconds, so ``monotonic() -
+    last_update()`` stays negative (``gunicorn/workers/workertmp.py``,
+    ``Arbiter.murder_workers``).  The tornado worker's first heartbeat is a
+    ``PeriodicCallback`` one second after its loop starts, so a request that
+    blocks the loop before then is never timed out.  The file is unlinked but
+    open in the worker, under ``/proc/PID/fd``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if "wgunicorn-" in os.readlink(path) and os.stat(path).st_mtime <= time.monotonic() + 1:
+                    return
+            except OSError:  # an fd closed meanwhile
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"worker {pid} sent no heartbeat within {timeout}s")
+
+
 def _span(receiver, name: str, timeout: float = 20):
     assert receiver.wait_for(lambda: any(s.name == name for s in receiver.spans()), timeout=timeout), (
         name,
@@ -53,9 +80,14 @@ def _assert_timed_out(span) -> None:
     assert span.attributes["error.type"] == "worker_timeout"
 
 
+# gthread is not here: its main loop sends the heartbeat on every iteration
+# while requests run in its thread pool (``ThreadWorker.run`` in
+# ``gunicorn/workers/gthread.py``), so Gunicorn never times out a gthread worker
+# for one stuck request.
 CLASSES = {
     "sync": ("stuck_app:app", "sync", ()),
     "gevent": ("stuck_app:app", "gevent", ()),
+    "tornado": ("stuck_app:app", "tornado", ()),
     "asgi": ("stuck_app:asgi_app", "asgi", ("--asgi-loop", "asyncio")),
     "uvicorn": ("stuck_app:asgi_app", "uvicorn_worker.UvicornWorker", ()),
 }
@@ -68,6 +100,7 @@ def test_timed_out_request_span_arrives_with_error(receiver, gunicorn, name):
     env = otel_env(receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="60000", OTEL_BLRP_SCHEDULE_DELAY="60000")
     proc = gunicorn(app, worker_class=worker_class, workers=1, env=env, args=("--timeout", "3", *extra))
     victim = proc.worker_pids()[0]
+    _wait_for_first_heartbeat(victim)
     if name in CONCURRENT:
         _get_in_background(proc, "/slow?s=6")
     _get_in_background(proc, "/stuck?s=60&after_slow=" + ("1" if name in CONCURRENT else "0"))
