@@ -58,23 +58,19 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 
 from gunicorn_otel._master import forksafe
 from gunicorn_otel._master.deadline import Deadline
+from gunicorn_otel._worker.admission import REFUSED, Admitting
 from gunicorn_otel._worker.batch_processors import (
     BatcherLogRecordProcessor,
     BatcherSpanProcessor,
     detached_log_record,
 )
-from gunicorn_otel._worker.drop_notice import UNENCODABLE_TEXT, DropNotice
 from gunicorn_otel._worker.export_health import ExportHealth
-from gunicorn_otel._worker.stats import EXPORT_FAILED, QUEUE_FULL, SHUTDOWN_DEADLINE
+from gunicorn_otel._worker.stats import SHUTDOWN_DEADLINE
 
 log = logging.getLogger(__name__)
 
-# A batcher remembers ``forksafe.generation`` when built: one found in a forked
-# child belongs to the parent.  Comparing it is cheaper per item than
-# ``os.getpid()``, which is a system call.
 
-
-class GreenletBatcher:
+class GreenletBatcher(Admitting):
     """Queue, dispatcher greenlet and export pool for one signal."""
 
     def __init__(
@@ -90,52 +86,30 @@ class GreenletBatcher:
         prepare=None,
         slow_after: float = 1.0,
     ) -> None:
+        self._init_admission(signal, stats, max_queue_size, prepare)
         self.exporter = exporter
-        self.signal = signal
-        self.stats = stats
         self.schedule_delay = schedule_delay
         self.batch_size = max_export_batch_size
-        self.max_queue_size = max_queue_size
         self._queue: collections.deque = collections.deque()
         self._wake = gevent.event.Event()
         self._pool = gevent.pool.Pool(max_concurrent_exports)
         self._in_flight = 0
         self._dispatcher = None
-        self._prepare = prepare
-        self._count_accepted = stats.acceptor(signal)
-        self._generation = forksafe.generation
-        self._shutdown = False
         self._pressure = max(max_export_batch_size, max_queue_size // 2)
         self._hub = gevent.get_hub()
         self.max_wait = 2 * slow_after
         self.health = ExportHealth(slow_after)
-        self._notice = DropNotice(signal)
-        self._unencodable = DropNotice(signal, UNENCODABLE_TEXT)
         self._slot_freed = gevent.event.Event()
 
     # -- hot path ----------------------------------------------------------
 
     def emit(self, item) -> None:
         """Take one item; never blocks (it yields once only under the pressure described above)."""
-        if self._generation != forksafe.generation:
-            return  # inherited across fork: the parent owns these items
-        self._count_accepted()
-        if self._shutdown:
-            self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, 1)
-            return
         queue = self._queue
         queued = len(queue)
-        if queued >= self.max_queue_size:
-            self.stats.dropped(self.signal, QUEUE_FULL, 1)
-            self._notice.dropped()
+        item = self._admit(item, queued)
+        if item is REFUSED:
             return
-        if self._prepare is not None:
-            try:
-                item = self._prepare(item)
-            except Exception:  # noqa: BLE001 - one bad item must cost that item, never the request (logged by the notice)
-                self.stats.dropped(self.signal, EXPORT_FAILED, 1)
-                self._unencodable.dropped(exc_info=True)
-                return
         queue.append(item)
         queued += 1
         if self._dispatcher is None:

@@ -60,9 +60,9 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 
 from gunicorn_otel._master import forksafe
 from gunicorn_otel._master.deadline import Deadline
-from gunicorn_otel._worker.drop_notice import UNENCODABLE_TEXT, DropNotice
+from gunicorn_otel._worker.admission import REFUSED, Admitting
 from gunicorn_otel._worker.export_health import ExportHealth
-from gunicorn_otel._worker.stats import EXPORT_FAILED, QUEUE_FULL, SHUTDOWN_DEADLINE
+from gunicorn_otel._worker.stats import SHUTDOWN_DEADLINE
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _succeeded(result) -> bool:
     return getattr(result, "name", None) == "SUCCESS"
 
 
-class ThreadBatcher:
+class ThreadBatcher(Admitting):
     """Queue and export thread for one signal."""
 
     def __init__(
@@ -87,21 +87,14 @@ class ThreadBatcher:
         slow_after: float = 0.25,
         max_wait: float = 0.05,
     ) -> None:
+        self._init_admission(signal, stats, max_queue_size, prepare)
         self.exporter = exporter
-        self.signal = signal
-        self.stats = stats
         self.schedule_delay = schedule_delay
         self.batch_size = max_export_batch_size
-        self.max_queue_size = max_queue_size
         self.max_wait = max_wait
         self.health = ExportHealth(slow_after)
         self._high_water = max(max_export_batch_size, max_queue_size // 2)
-        self._prepare = prepare
         self._queue: collections.deque = collections.deque()
-        self._count_accepted = stats.acceptor(signal)
-        self._notice = DropNotice(signal)
-        self._unencodable = DropNotice(signal, UNENCODABLE_TEXT)
-        self._generation = forksafe.generation
         self._wake = threading.Event()
         self._cond = threading.Condition(threading.Lock())
         self._waiting = 0
@@ -109,7 +102,6 @@ class ThreadBatcher:
         self._last_queued = 0  # value the last next() returned, read by force_flush
         self._done = 0  # items taken from the queue and finished (exporter thread only)
         self._flush_requested = False
-        self._shutdown = False
         self._thread: threading.Thread | None = None
         self._clock: int | None = None  # the export thread's CPU-time clock
         self._start_lock = threading.Lock()
@@ -119,24 +111,10 @@ class ThreadBatcher:
 
     def emit(self, item) -> None:
         """Take one item; waits only as described in the module docstring."""
-        if self._generation != forksafe.generation:
-            return  # inherited across fork: the parent owns these items (and its thread)
-        self._count_accepted()
-        if self._shutdown:
-            self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, 1)
-            return
         queue = self._queue
-        if len(queue) >= self.max_queue_size:
-            self.stats.dropped(self.signal, QUEUE_FULL, 1)
-            self._notice.dropped()
+        item = self._admit(item, len(queue))
+        if item is REFUSED:
             return
-        if self._prepare is not None:
-            try:
-                item = self._prepare(item)
-            except Exception:  # noqa: BLE001 - one bad item must cost that item, never the request (logged by the notice)
-                self.stats.dropped(self.signal, EXPORT_FAILED, 1)
-                self._unencodable.dropped(exc_info=True)
-                return
         queue.append(item)
         self._last_queued = next(self._queued)
         queued = len(queue)
