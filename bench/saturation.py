@@ -25,7 +25,10 @@ WSGI classes serve ``bench.apps.app`` (4 spans of 3 attributes per request);
 ``asgi`` and ``UvicornWorker`` serve a FastAPI hello world with FastAPI's native
 telemetry (``bench/saturation_apps.py``).  2 workers; ``wrk -t2 --latency``
 from its own process; an OTLP/HTTP receiver (``tests/support/receiver.py``) in
-this process.  Requests served are counted by the app in each worker;
+this process.  Requests served are counted by the app in each worker
+("busiest worker" is the share the busier of the 2 served, per round: an
+event-loop worker that accepts first can take all of wrk's connections, and the
+other idles);
 "spans made" is requests x spans per request, and for gunicorn-otel the exit
 lines' own accounting (``accepted/exported/dropped``) is shown next to what
 the receiver got.
@@ -145,7 +148,22 @@ def cpu_seconds(pid: int) -> float:
 
 
 def served(counts: pathlib.Path) -> int:
-    return sum(int(p.read_text().strip() or 0) for p in counts.iterdir())
+    return sum(per_worker(counts))
+
+
+def per_worker(counts: pathlib.Path) -> list[int]:
+    """Requests each worker served (``bench/apps.py`` writes one file per worker pid)."""
+    return [int(p.read_text().strip() or 0) for p in counts.iterdir()]
+
+
+def busiest_share(counts: pathlib.Path) -> float:
+    """The busiest worker's share of the requests: 0.5 is an even split of 2 workers, 1.0 one worker took all.
+
+    An event-loop worker that accepts first can take every connection wrk opens at
+    once; the other then idles and req/s halves, whatever the pipeline.
+    """
+    workers = per_worker(counts)
+    return max(workers) / max(sum(workers), 1) if workers else float("nan")
 
 
 def run_row(
@@ -199,6 +217,7 @@ def _run_row(section, row, args, receiver, workdir, spans_per_request, counts, e
         proc.stop(signal.SIGTERM, timeout=60)
         log = proc.log_text()
     requests = served(counts)
+    share = busiest_share(counts)
     rps, p99, _ = parse_wrk(wrk.stdout)
     problems = {"queue_full>0" if p.startswith("queue_full") else p for p in BAD_LOG.findall(log)}
     result = {
@@ -207,6 +226,7 @@ def _run_row(section, row, args, receiver, workdir, spans_per_request, counts, e
         "requests": requests,
         "problems": sorted(problems),
         "cpu_us": cpu / max(requests, 1) * 1e6,
+        "busiest": share,
         "log": str(log_path),
     }
     if row in ("uninstrumented", "floor"):
@@ -348,10 +368,10 @@ def print_section(section: str, results: dict) -> None:
         f"{'bench.apps.app, 4 spans/request' if kind == 'wsgi' else 'FastAPI native telemetry'})\n"
     )
     print(
-        "| configuration | req/s | vs floor | worker CPU us/req | floor CPU / CPU | p99 ms "
+        "| configuration | req/s | vs floor | worker CPU us/req | floor CPU / CPU | p99 ms | busiest worker "
         "| spans delivered / made | exit lines: accepted / exported / dropped | log problems |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|---|---|")
+    print("|---|---:|---:|---:|---:|---:|---|---|---|---|")
     rows = results.get(section, {})
     floor = med(rows["floor"], "rps") if "floor" in rows else float("nan")
     floor_cpu = med(rows["floor"], "cpu_us") if "floor" in rows else float("nan")
@@ -381,9 +401,10 @@ def print_section(section: str, results: dict) -> None:
         if row == "blackhole":
             problems = "(expected: drops) " + problems
         cpu = med(runs, "cpu_us")
+        busiest = "/".join(f"{100 * r['busiest']:.0f}%" for r in runs)
         print(
             f"| {ROW_NAMES[row]} | {rps:,.0f} | {ratio} | {cpu:.0f} | {floor_cpu / cpu:.2f}x | {med(runs, 'p99'):.1f} "
-            f"| {delivery} | {accounting} | {problems} |"
+            f"| {busiest} | {delivery} | {accounting} | {problems} |"
         )
 
 

@@ -16,7 +16,9 @@ master (``--no-freeze`` to skip it), for:
 * export inline: the real OTLP/HTTP exporter, called by the producing thread
   itself every ``max_export_batch_size`` spans (no second thread);
 * gunicorn-otel: the thread model as a worker runs it (export thread, real
-  exporter).
+  exporter, our transport: ``_worker/http_transport.py``);
+* gunicorn-otel, requests transport: the same, sending through the SDK's
+  requests transport as releases before 0.2 did.
 
 For the configurations with an export thread it also reports that thread's
 own CPU per request (its ``pthread_getcpuclockid`` clock, as the batcher's
@@ -26,8 +28,8 @@ A second table times each step on its own, in this process, on ended spans
 made beforehand (least of ``--rounds`` x 3 rounds): encoding one span; the
 processor's ``on_end`` with the queue and export thread but an exporter that
 sends nothing; and one export of ``max_export_batch_size`` encoded spans
-through the SDK's exporter with its default transport (``requests``) and, where
-the installed exporter has it, its ``urllib3`` transport.
+through the SDK's exporter with its requests transport, its ``urllib3``
+transport, and ours.
 
 The collector is a minimal HTTP server in another process that reads each
 body and answers 200, so its own cost is not in the figures.  The steps are
@@ -55,6 +57,7 @@ CONFIGS = {
     "queue": "queue, no export",
     "inline": "export inline (no thread)",
     "ours": "gunicorn-otel (thread model)",
+    "ours_requests": "gunicorn-otel, requests transport",
 }
 
 
@@ -108,6 +111,10 @@ def measure(config: str, requests: int, spans: int, freeze: bool) -> tuple[float
         from gunicorn_otel._worker import runtime as runtime_module
 
         os.environ.update(OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+        if config == "ours_requests":
+            from gunicorn_otel._worker import exporters
+
+            exporters._transport_kwargs = lambda options: {"session": exporters._session()}
         runtime = runtime_module.get_or_create(settings.load(), model="threads")
         runtime.start()
         processor = runtime._span_processor
@@ -195,18 +202,16 @@ def steps(endpoint: str, rounds: int) -> list[tuple[str, float]]:
         )
     )
     url = endpoint + "/v1/traces"
-    exporters = [
-        ("export, requests transport (SDK default)", FastOTLPSpanExporter(endpoint=url, session=requests.Session()))
-    ]
-    try:
-        # opentelemetry-exporter-http-transport, which exporter 1.45.2 uses (1.45.0 has none)
-        from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+    from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 
-        exporters.append(
-            ("export, urllib3 transport", FastOTLPSpanExporter(endpoint=url, _transport=Urllib3HTTPTransport()))
-        )
-    except ImportError:
-        pass
+    from gunicorn_otel._worker import http_transport
+
+    ours = http_transport.build(verify=True, cert=None, session=requests.Session())
+    exporters = [
+        ("export, SDK requests transport", FastOTLPSpanExporter(endpoint=url, session=requests.Session())),
+        ("export, SDK urllib3 transport", FastOTLPSpanExporter(endpoint=url, _transport=Urllib3HTTPTransport())),
+        ("export, gunicorn-otel transport (http.client)", FastOTLPSpanExporter(endpoint=url, _transport=ours)),
+    ]
 
     def encode() -> None:
         for span in spans:
@@ -261,7 +266,7 @@ def main() -> int:
                 cpu, export_cpu = out.stdout.split()[-2:]
                 results[config].append(float(cpu))
                 export_thread[config].append(float(export_cpu))
-                print(f"round {round_number} {config:7s} {results[config][-1]:7.1f} us/req", file=sys.stderr)
+                print(f"round {round_number} {config:13s} {results[config][-1]:7.1f} us/req", file=sys.stderr)
         step_figures = steps(env["OTEL_EXPORTER_OTLP_ENDPOINT"], args.rounds)
     finally:
         sink.terminate()

@@ -7,7 +7,10 @@ fallbacks (an invalid HTTP timeout becomes 10 s with only a log line).
 
 Spans over OTLP/HTTP use ``FastOTLPSpanExporter``: the SDK exporter with a
 wire-format encoder ~6x cheaper per span, proven equal to the official
-encoder in ``tests/test_otlp_wire.py``.
+encoder in ``tests/test_otlp_wire.py``.  Every OTLP/HTTP exporter sends
+through ``http_transport`` (plain ``http://`` by ``http.client``, the rest by
+requests), proven equal to the SDK's requests transport in
+``tests/test_http_transport.py``.
 
 Imports happen inside the functions: this module is imported only in a worker
 at build time, after gevent has patched (see ``worker_kinds``).
@@ -68,11 +71,32 @@ def _session():
     return _KeepVerify()
 
 
+def _transport_kwargs(options: Exporting) -> dict:
+    """``_transport=`` our ``http_transport`` where the SDK takes one, else ``session=`` as before.
+
+    ``verify`` and ``cert`` are derived as the SDK's ``_build_transport`` derives
+    them (our settings already resolved the signal's and the generic variables).
+    """
+    session = _session()
+    try:
+        from gunicorn_otel._worker import http_transport
+    except ImportError:  # opentelemetry-exporter-http-transport moved or gone: the SDK's own transport
+        return {"session": session}
+    if not http_transport.supported():
+        return {"session": session}
+    cert = (
+        (options.client_certificate, options.client_key)
+        if options.client_certificate and options.client_key
+        else options.client_certificate
+    )
+    return {"_transport": http_transport.build(verify=options.certificate or True, cert=cert, session=session)}
+
+
 def _http(signal: str, options: Exporting):
     from opentelemetry.exporter.otlp.proto.http import Compression
 
     kwargs = dict(
-        session=_session(),
+        **_transport_kwargs(options),
         endpoint=options.endpoint,
         headers=dict(options.headers),
         timeout=options.timeout,

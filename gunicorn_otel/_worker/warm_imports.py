@@ -53,9 +53,17 @@ _ALWAYS = (
     "gunicorn_otel._worker.models.asyncio",
 )
 _HTTP = {
-    "traces": ("requests", "gunicorn_otel._worker.fast_span_exporter"),
-    "metrics": ("requests", "opentelemetry.exporter.otlp.proto.http.metric_exporter"),
-    "logs": ("requests", "opentelemetry.exporter.otlp.proto.http._log_exporter"),
+    "traces": ("requests", "gunicorn_otel._worker.http_transport", "gunicorn_otel._worker.fast_span_exporter"),
+    "metrics": (
+        "requests",
+        "gunicorn_otel._worker.http_transport",
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    ),
+    "logs": (
+        "requests",
+        "gunicorn_otel._worker.http_transport",
+        "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    ),
 }
 _SIGNAL = {
     "traces": (),

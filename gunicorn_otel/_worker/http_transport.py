@@ -1,0 +1,244 @@
+"""The OTLP/HTTP exporters' transport: plain ``http://`` through ``http.client``, the rest through requests.
+
+Why: an export's own CPU is paid by a thread (or the gevent hub) that competes
+with the requests being served, and through ``requests`` one POST of a 512-span
+batch costs several times what ``http.client`` costs for the same bytes
+(``bench/span_path.py``, docs/pipelines.md).  Most of that is per-request work
+a collector on plain HTTP never needs: reading proxy variables and ``~/.netrc``
+again, merging session settings, cookie jars, redirect resolution.
+
+The SDK's exporters take a transport (``BaseHTTPTransport`` from
+``opentelemetry-exporter-http-transport``; the private ``_transport``
+argument of ``opentelemetry-exporter-otlp-proto-http`` >= 1.45.0).  This one
+keeps everything above it the SDK's: retries, backoff, ``Retry-After``,
+compression, headers, timeouts, the exporter's own metrics.  It decides per URL,
+once:
+
+* ``http://`` with no proxy from the environment applying to it (``HTTP_PROXY``,
+  ``ALL_PROXY`` and ``NO_PROXY``, as requests reads them), no ``~/.netrc`` entry and no
+  credentials in the URL: sent by ``http.client`` over a small pool of kept-alive
+  connections;
+* anything else (``https://``, a proxy, netrc credentials): the SDK's own
+  ``RequestsHTTPTransport`` with our session (``exporters._session``), as before.
+
+The proxy and netrc answers are read once per URL, when the worker first
+exports, like every other setting.  What goes on the wire is the same request
+the requests transport sends: method, path, body and every header the SDK sets
+(``tests/test_http_transport.py`` compares them on a real server); only the
+transport's own defaults differ (requests adds ``Accept: */*`` and offers to
+decode compressed responses; ``http.client`` asks for ``identity``).
+
+Errors keep the requests transport's classification, which decides whether the
+SDK retries: failing to connect, a timeout, a reset, or a connection closed
+before the status line are connection errors (the SDK retries at once, then with
+backoff); a body cut short after the status line is not.  A connection idle for
+more than ``_IDLE_CHECK`` seconds is checked before reuse, as urllib3 does, so a
+collector that closed it meanwhile costs no failed attempt.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
+
+_IDLE_CHECK = 1.0  # seconds a kept connection may idle before it is checked for a close by the peer
+_KEEP = 16  # idle connections kept per transport (the gevent model runs up to 16 exports at once)
+_UNDECIDED = object()
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a plain-HTTP URL goes: host and port to connect to, and the request target."""
+
+    host: str
+    port: int
+    target: str
+
+
+def direct_route(url: str) -> Route | None:
+    """The ``Route`` for ``url`` if ``http.client`` may send to it, else None (requests will)."""
+    import requests.utils
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != "http" or not parts.hostname or parts.username or parts.password:
+        return None
+    proxies = requests.utils.get_environ_proxies(url)
+    if proxies.get("http") or proxies.get("all") or proxies.get("http://" + parts.hostname):
+        return None
+    if requests.utils.get_netrc_auth(url):
+        return None
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return Route(parts.hostname, parts.port or 80, target)
+
+
+@dataclass(frozen=True)
+class PlainHTTPResult(BaseHTTPResult):
+    """A response read by ``http.client``: status, reason, body and headers."""
+
+    body: bytes = field(default=b"", repr=False)
+    header_items: tuple = field(default=(), repr=False)
+
+    def content(self) -> bytes:
+        return self.body
+
+    def headers(self) -> Mapping[str, str]:
+        # Case-insensitive, repeated headers joined by ", " (BaseHTTPResult.headers' contract).
+        from requests.structures import CaseInsensitiveDict
+
+        joined: CaseInsensitiveDict = CaseInsensitiveDict()
+        for name, value in self.header_items:
+            joined[name] = f"{joined[name]}, {value}" if name in joined else value
+        return joined
+
+
+class _Connection:
+    __slots__ = ("conn", "idle_since")
+
+    def __init__(self, conn: http.client.HTTPConnection) -> None:
+        self.conn = conn
+        self.idle_since = time.monotonic()
+
+
+def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection was closed (or written to) by the other end."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit (a gevent worker's sockets pass 1024)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)  # an idle HTTP/1.1 connection has nothing to read unless it is closing
+
+
+class ExportTransport(BaseHTTPTransport):
+    """``BaseHTTPTransport`` for the OTLP/HTTP exporters; see the module docstring."""
+
+    def __init__(self, fallback: BaseHTTPTransport) -> None:
+        self._fallback = fallback
+        self._routes: dict = {}
+        self._idle: list[_Connection] = []  # list.pop/append are atomic under the GIL and in gevent
+        self._closed = False  # after close(), a connection still in use is closed when its request ends
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        data: bytes | None = None,
+    ) -> BaseHTTPResult:
+        route = self._routes.get(url, _UNDECIDED)
+        if route is _UNDECIDED:
+            route = self._routes[url] = direct_route(url)
+        if route is None:
+            return self._fallback.request(method, url, headers=headers, timeout=timeout, data=data)
+        if timeout is not None and timeout <= 0:
+            return PlainHTTPResult(error=TimeoutError("no time left for the request"))
+        kept = self._take(route)
+        conn = kept.conn if kept is not None else http.client.HTTPConnection(route.host, route.port, timeout=timeout)
+        try:
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            else:
+                conn.timeout = timeout
+            conn.request(method, route.target, body=data, headers=headers or {})
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()
+            return PlainHTTPResult(error=error)
+        try:
+            body = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()
+            return PlainHTTPResult(error=_BodyCutShort(error))
+        if response.will_close:
+            conn.close()
+        else:
+            self._give_back(kept or _Connection(conn))
+        return PlainHTTPResult(
+            status_code=response.status,
+            reason=response.reason,
+            body=body,
+            header_items=tuple(response.getheaders()),
+        )
+
+    def _take(self, route: Route) -> _Connection | None:
+        idle = self._idle
+        while idle:
+            try:
+                kept = idle.pop()
+            except IndexError:
+                return None
+            if (kept.conn.host, kept.conn.port) != (route.host, route.port):
+                kept.conn.close()
+                continue
+            if time.monotonic() - kept.idle_since > _IDLE_CHECK and _closed_by_peer(kept.conn):
+                kept.conn.close()
+                continue
+            return kept
+        return None
+
+    def _give_back(self, kept: _Connection) -> None:
+        if self._closed or len(self._idle) >= _KEEP:
+            kept.conn.close()
+            return
+        kept.idle_since = time.monotonic()
+        self._idle.append(kept)
+
+    def is_connection_error(self, exception: Exception | None) -> bool:
+        from requests.exceptions import RequestException
+
+        if isinstance(exception, RequestException):  # from the fallback (a subclass of OSError)
+            return self._fallback.is_connection_error(exception)
+        # ``_BodyCutShort`` is neither, on purpose: requests does not retry a cut body either.
+        return isinstance(exception, (OSError, http.client.HTTPException))
+
+    def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            try:
+                self._idle.pop().conn.close()
+            except IndexError:
+                break
+        self._fallback.close()
+
+
+class _BodyCutShort(Exception):
+    """The response's body could not be read after its status line (not retried, as with requests)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"response body cut short: {cause!r}")
+        self.cause = cause
+
+
+def supported() -> bool:
+    """Whether the installed OTLP/HTTP exporters take a ``_transport`` (>= 1.45.0 do; checked, it is private)."""
+    import inspect
+
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    try:
+        return "_transport" in inspect.signature(OTLPSpanExporter.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def build(*, verify, cert, session) -> ExportTransport:
+    """Our transport over the SDK's requests transport (same ``verify``/``cert`` as the SDK would pass it)."""
+    from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+
+    return ExportTransport(RequestsHTTPTransport(verify=verify, cert=cert, session=session))

@@ -1,0 +1,343 @@
+"""``http_transport`` against the SDK's requests transport, on real sockets.
+
+The exporters send plain ``http://`` through ``http.client`` instead of
+requests (``gunicorn_otel/_worker/http_transport.py``).  These tests prove the
+replacement equal where it matters: the same request on the wire (method,
+target, body, every header the SDK sets), the same outcome and the same
+"connection error or not" answer (which decides the SDK's retries) for each way
+a collector misbehaves, and requests still in charge wherever its own features
+apply (TLS, proxies, netrc).
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import socketserver
+import threading
+
+import pytest
+import requests
+from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gunicorn_otel import settings
+from gunicorn_otel._worker import exporters, http_transport
+from gunicorn_otel._worker.fast_span_exporter import FastOTLPSpanExporter
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
+
+
+class _Recorder(socketserver.ThreadingTCPServer):
+    """An HTTP/1.1 server that records each request as received and answers as told.
+
+    ``behaviour`` per request, in order (the last one repeats):
+    ``ok``; ``ok-then-close`` (answers keep-alive, then closes the connection);
+    ``retry-after`` (503 with ``Retry-After: 0``); ``cut`` (a 200 whose body is
+    shorter than its Content-Length, then close); ``hang`` (reads, never answers).
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, *behaviours: str) -> None:
+        self.behaviours = list(behaviours) or ["ok"]
+        self.requests: list[dict] = []
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.closed = threading.Event()  # set when a handler has closed its connection
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1/traces"
+
+    def next_behaviour(self) -> str:
+        with self.lock:
+            return self.behaviours.pop(0) if len(self.behaviours) > 1 else self.behaviours[0]
+
+    def close(self) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+        self.thread.join(5)
+
+
+class _RecordingHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: _Recorder = self.server  # type: ignore[assignment]
+        with server.lock:
+            server.connections += 1
+        try:
+            self._serve(server)
+        finally:
+            self.connection.close()
+            server.closed.set()
+
+    def _serve(self, server: _Recorder) -> None:
+        while True:
+            request_line = self.rfile.readline()
+            if not request_line:
+                return
+            headers = []
+            while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers.append((name.strip().lower(), value.strip()))
+            length = int(dict(headers).get("content-length", "0"))
+            body = self.rfile.read(length)
+            method, target, _ = request_line.decode("latin-1").split(" ", 2)
+            with server.lock:
+                server.requests.append({"method": method, "target": target, "headers": headers, "body": body})
+            behaviour = server.next_behaviour()
+            if behaviour == "hang":
+                server.release.wait(10)
+                return
+            if behaviour == "retry-after":
+                self.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n")
+                continue
+            if behaviour == "cut":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                return
+            self.wfile.write(_OK)
+            if behaviour == "ok-then-close":
+                return
+
+
+@pytest.fixture
+def recorder():
+    servers: list[_Recorder] = []
+
+    def start(*behaviours: str) -> _Recorder:
+        server = _Recorder(*behaviours)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _spans(count: int = 5):
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "t"}), shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test.transport")
+    for i in range(count):
+        with tracer.start_as_current_span(f"span-{i}") as span:
+            span.set_attribute("i", i)
+    return list(memory.get_finished_spans())
+
+
+def _ours(url: str, **env: str):
+    values = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": url, "OTEL_EXPORTER_OTLP_TIMEOUT": "2", **env}
+    exporter = exporters.build("traces", settings.load(values).exporting("traces"))
+    assert isinstance(exporter._client._transport, http_transport.ExportTransport)
+    return exporter
+
+
+def _theirs(url: str) -> RequestsHTTPTransport:
+    return RequestsHTTPTransport(session=requests.Session())
+
+
+def _header_names(request: dict) -> set:
+    return {name for name, _ in request["headers"]}
+
+
+# -- the same request on the wire ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_an_export_sends_what_the_sdk_requests_transport_sends(recorder, compression):
+    server = recorder("ok")
+    spans = _spans()
+    sdk = FastOTLPSpanExporter(
+        endpoint=server.url,
+        headers={"x-tenant": "a b", "Authorization": "Bearer t"},
+        compression=Compression(compression),
+        timeout=2,
+        session=requests.Session(),
+    )
+    assert not isinstance(sdk._client._transport, http_transport.ExportTransport)
+    ours = _ours(
+        server.url,
+        OTEL_EXPORTER_OTLP_HEADERS="x-tenant=a%20b,Authorization=Bearer%20t",
+        OTEL_EXPORTER_OTLP_COMPRESSION=compression,
+    )
+    assert sdk.export(spans) is SpanExportResult.SUCCESS
+    assert ours.export(spans) is SpanExportResult.SUCCESS
+    theirs_request, ours_request = server.requests
+    assert (ours_request["method"], ours_request["target"]) == (theirs_request["method"], theirs_request["target"])
+    decode = gzip.decompress if compression == "gzip" else bytes
+    assert decode(ours_request["body"]) == decode(theirs_request["body"])
+    theirs_headers, ours_headers = dict(theirs_request["headers"]), dict(ours_request["headers"])
+    # Every header either sends is sent by both, with the same value, except what
+    # each HTTP client adds of its own accord (see the module docstring).
+    assert _header_names(ours_request) == _header_names(theirs_request) - {"accept", "connection"}
+    for name in _header_names(ours_request) - {"accept-encoding", "content-length"}:
+        assert ours_headers[name] == theirs_headers[name], name
+    if compression == "none":
+        assert ours_headers["content-length"] == theirs_headers["content-length"]
+    assert ours_headers["content-type"] == "application/x-protobuf"
+    assert ours_headers["user-agent"].startswith("OTel-OTLP-Exporter-Python/")
+    assert ours_headers["x-tenant"] == "a b"
+    assert ours_headers["accept-encoding"] == "identity"  # we never get a compressed answer to decode
+
+
+def test_the_transport_sends_what_the_sdk_requests_transport_sends(recorder):
+    server = recorder("ok")
+    headers = {"Content-Type": "application/x-protobuf", "X-Custom": "1"}
+    theirs = _theirs(server.url).request("POST", server.url + "?q=1", headers=headers, data=b"\x00body", timeout=2)
+    ours = http_transport.build(verify=True, cert=None, session=requests.Session()).request(
+        "POST", server.url + "?q=1", headers=headers, data=b"\x00body", timeout=2
+    )
+    assert (
+        (ours.status_code, ours.reason, ours.error)
+        == (theirs.status_code, theirs.reason, theirs.error)
+        == (200, "OK", None)
+    )
+    assert ours.content() == theirs.content() == b""
+    assert dict(ours.headers()) == {k: v for k, v in theirs.headers().items()}
+    assert ours.headers()["CONTENT-TYPE"] == "application/x-protobuf"  # case-insensitive, like theirs
+    theirs_request, ours_request = server.requests
+    assert ours_request["target"] == theirs_request["target"] == "/v1/traces?q=1"
+    assert ours_request["body"] == theirs_request["body"] == b"\x00body"
+
+
+# -- connections ------------------------------------------------------------------------------
+
+
+def test_one_kept_alive_connection_serves_every_export(recorder):
+    server = recorder("ok")
+    ours = _ours(server.url)
+    for _ in range(5):
+        assert ours.export(_spans(2)) is SpanExportResult.SUCCESS
+    assert len(server.requests) == 5
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("idle_check", [0.0, 60.0], ids=["checked-before-reuse", "found-closed-on-send"])
+def test_a_connection_the_collector_closed_costs_no_span(recorder, monkeypatch, idle_check):
+    # checked-before-reuse: the idle check sees the close and opens a new connection.
+    # found-closed-on-send: the send on the closed connection fails as a connection
+    # error, which the SDK's client retries at once on a new connection.
+    monkeypatch.setattr(http_transport, "_IDLE_CHECK", idle_check)
+    server = recorder("ok-then-close")
+    ours = _ours(server.url)
+    assert ours.export(_spans(2)) is SpanExportResult.SUCCESS
+    assert server.closed.wait(5)  # the collector has closed the kept connection
+    assert ours.export(_spans(3)) is SpanExportResult.SUCCESS
+    bodies = [request["body"] for request in server.requests if request["body"]]
+    assert len(bodies) == 2  # each export arrived, once
+    assert server.connections == 2
+
+
+# -- misbehaving collectors: same outcome and same retry decision as requests ----------------
+
+
+def _refused_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1/traces"
+
+
+@pytest.mark.parametrize("behaviour", ["refused", "hang", "cut", "retry-after"])
+def test_failures_are_classified_as_the_requests_transport_classifies_them(recorder, behaviour):
+    if behaviour == "refused":
+        url = _refused_url()
+    else:
+        url = recorder(behaviour).url
+    theirs_transport = _theirs(url)
+    ours_transport = http_transport.build(verify=True, cert=None, session=requests.Session())
+    kwargs = dict(headers={"Content-Type": "application/x-protobuf"}, data=b"x", timeout=0.5)
+    theirs = theirs_transport.request("POST", url, **kwargs)
+    ours = ours_transport.request("POST", url, **kwargs)
+    assert ours.status_code == theirs.status_code
+    assert (ours.error is None) == (theirs.error is None)
+    assert ours_transport.is_connection_error(ours.error) == theirs_transport.is_connection_error(theirs.error)
+    if behaviour == "retry-after":
+        assert ours.status_code == 503
+        assert ours.headers()["retry-after"] == theirs.headers()["retry-after"] == "0"
+    if behaviour in ("refused", "hang"):
+        assert ours_transport.is_connection_error(ours.error)
+    if behaviour == "cut":
+        assert not ours_transport.is_connection_error(ours.error)
+
+
+def test_a_503_with_retry_after_is_retried_by_the_sdk_and_delivered(recorder):
+    server = recorder("retry-after", "ok")
+    assert _ours(server.url).export(_spans(2)) is SpanExportResult.SUCCESS
+    assert len(server.requests) == 2
+
+
+# -- where requests stays in charge ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "direct"),
+    [
+        ("http://127.0.0.1:4318/v1/traces", {}, True),
+        ("http://collector:4318/v1/traces?x=1", {}, True),
+        ("https://collector:4318/v1/traces", {}, False),
+        ("http://user:secret@collector:4318/v1/traces", {}, False),
+        ("http://collector:4318/v1/traces", {"HTTP_PROXY": "http://proxy:3128"}, False),
+        ("http://collector:4318/v1/traces", {"ALL_PROXY": "http://proxy:3128"}, False),
+        ("http://collector:4318/v1/traces", {"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "collector"}, True),
+        ("http://collector:4318/v1/traces", {"HTTPS_PROXY": "http://proxy:3128"}, True),  # not for http://
+    ],
+)
+def test_which_urls_http_client_sends_to(monkeypatch, tmp_path, url, env, direct):
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    route = http_transport.direct_route(url)
+    assert (route is not None) == direct
+    if route is not None:
+        assert route.host in ("127.0.0.1", "collector")
+        assert route.port == 4318
+        assert route.target == url.split("4318", 1)[1]
+
+
+def test_a_netrc_entry_for_the_collector_leaves_it_to_requests(monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine collector login u password p\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert http_transport.direct_route("http://collector:4318/v1/traces") is None
+    assert http_transport.direct_route("http://other:4318/v1/traces") is not None
+
+
+def test_a_proxied_collector_is_reached_through_requests(recorder, monkeypatch):
+    # The "proxy" is the recorder itself: requests sends it the absolute URL.
+    server = recorder("ok")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    ours = _ours("http://collector.invalid:4318/v1/traces")
+    assert ours.export(_spans(1)) is SpanExportResult.SUCCESS
+    (request,) = server.requests
+    assert request["target"] == "http://collector.invalid:4318/v1/traces"
+
+
+def test_the_exporters_take_a_transport():
+    # ``_transport`` is a private argument of the SDK's exporters: if an upgrade
+    # drops it, exporters.build falls back to ``session=`` and this says so.
+    assert http_transport.supported()
