@@ -23,7 +23,8 @@ span counts cover the warm-up too (they are per request served).
 
 WSGI classes serve ``bench.apps.app`` (4 spans of 3 attributes per request);
 ``asgi`` and ``UvicornWorker`` serve a FastAPI hello world with FastAPI's native
-telemetry (``bench/saturation_apps.py``).  2 workers; ``wrk -t2 --latency``
+telemetry (``bench/saturation_apps.py``).  2 workers (``--workers``; with 1
+there is no imbalance between workers to read around); ``wrk -t2 --latency``
 from its own process; an OTLP/HTTP receiver (``tests/support/receiver.py``) in
 this process.  Requests served are counted by the app in each worker
 ("busiest worker" is the share the busier of the 2 served, per round: an
@@ -193,7 +194,7 @@ def _run_row(section, row, args, receiver, workdir, spans_per_request, counts, e
     with GunicornProcess(
         app,
         worker_class=worker_class,
-        workers=2,
+        workers=args.workers,
         config=config,
         env=env,
         log_path=log_path,
@@ -361,10 +362,10 @@ def med(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def print_section(section: str, results: dict) -> None:
+def print_section(section: str, results: dict, workers: int) -> None:
     worker_class, extra_args, connections, kind = SECTIONS[section]
     print(
-        f"\n### {section} (`-k {worker_class} -w 2 {' '.join(extra_args)}`, wrk -t2 -c{connections}, "
+        f"\n### {section} (`-k {worker_class} -w {workers} {' '.join(extra_args)}`, wrk -t2 -c{connections}, "
         f"{'bench.apps.app, 4 spans/request' if kind == 'wsgi' else 'FastAPI native telemetry'})\n"
     )
     print(
@@ -442,6 +443,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=4, help="seconds of load per row")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load before each row")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="workers per load row (1: no accept imbalance; the boot table keeps its own)",
+    )
     parser.add_argument("--only", help="comma-separated sections (default: all)")
     parser.add_argument("--rows", help="comma-separated rows (default: all)")
     parser.add_argument("--boot-requests", type=int, default=40)
@@ -490,13 +497,13 @@ def main() -> int:
     command = " ".join(["python bench/saturation.py", *sys.argv[1:]])
     print(f"\n`{command}` ({time.monotonic() - started:.0f} s)\n")
     print(
-        f"Gunicorn {gunicorn.__version__}, Python {platform.python_version()}, 2 workers, {args.duration} s per row "
+        f"Gunicorn {gunicorn.__version__}, Python {platform.python_version()}, {args.workers} worker(s), {args.duration} s per row "
         f"after {args.warmup} s of warm-up, "
         f"{args.rounds} rounds interleaved, medians (per-round ratios in brackets); logs in {workdir}"
     )
     for section in sections:
         if section in results:
-            print_section(section, results)
+            print_section(section, results, args.workers)
     if boot:
         print_boot(boot, args)
     return 0

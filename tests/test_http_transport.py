@@ -29,6 +29,10 @@ from gunicorn_otel import settings
 from gunicorn_otel._worker import exporters, http_transport
 from gunicorn_otel._worker.fast_span_exporter import FastOTLPSpanExporter
 
+# At the floors and on every Python too: the transport relies on the exporters'
+# private ``_transport`` argument and on ``http.client`` internals.
+pytestmark = pytest.mark.matrix
+
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -208,6 +212,46 @@ def test_the_transport_sends_what_the_sdk_requests_transport_sends(recorder):
     theirs_request, ours_request = server.requests
     assert ours_request["target"] == theirs_request["target"] == "/v1/traces?q=1"
     assert ours_request["body"] == theirs_request["body"] == b"\x00body"
+
+
+def test_a_large_body_goes_out_whole_in_one_send(recorder):
+    # http.client sends the headers and the body in separate send calls; each
+    # send releases the GIL an export thread then waits to get back.
+    server = recorder("ok")
+    body = bytes(range(256)) * 400  # 100 KiB
+    sends = []
+
+    class CountingSocket:
+        def __init__(self, sock):
+            self._sock = sock
+
+        def sendall(self, data):
+            sends.append(len(data))
+            return self._sock.sendall(data)
+
+        def __getattr__(self, name):
+            return getattr(self._sock, name)
+
+    conn = http_transport._OneSendConnection("127.0.0.1", server.server_address[1], timeout=5)
+    conn.connect()
+    conn.sock = CountingSocket(conn.sock)
+    conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b"")
+    conn.close()
+    assert len(sends) == 1
+    assert sends[0] > len(body)
+    theirs = _theirs(server.url).request(
+        "POST", server.url, headers={"Content-Type": "application/x-protobuf"}, data=body, timeout=5
+    )
+    assert theirs.status_code == 200
+    ours_request, theirs_request = server.requests
+    assert ours_request["body"] == theirs_request["body"] == body
+    assert (
+        dict(ours_request["headers"])["content-length"]
+        == dict(theirs_request["headers"])["content-length"]
+        == str(len(body))
+    )
 
 
 # -- connections ------------------------------------------------------------------------------

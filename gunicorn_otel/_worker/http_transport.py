@@ -99,6 +99,27 @@ class PlainHTTPResult(BaseHTTPResult):
         return joined
 
 
+class _OneSendConnection(http.client.HTTPConnection):
+    """An ``HTTPConnection`` that sends a bytes body in the same ``send`` as the headers.
+
+    ``http.client`` sends the headers, then the body, in two ``send`` calls, each
+    preceded by the ``poll`` of the socket's timeout.  Every one of them releases
+    the GIL, and an export thread must then wait for a busy request thread or event
+    loop to hand it back (docs/pipelines.md, "Where the cost goes").  Overrides
+    ``HTTPConnection._send_output``, unchanged in CPython 3.6 to 3.13; anything but a
+    bytes body keeps the original.
+    """
+
+    def _send_output(self, message_body=None, encode_chunked=False):
+        buffer = getattr(self, "_buffer", None)  # the header lines putrequest/putheader collected
+        if encode_chunked or not isinstance(message_body, bytes) or not isinstance(buffer, list):
+            return super()._send_output(message_body, encode_chunked=encode_chunked)  # type: ignore[misc]  # private, absent from typeshed
+        buffer.extend((b"", b""))
+        head = b"\r\n".join(buffer)
+        del buffer[:]
+        self.send(head + message_body)
+
+
 class _Connection:
     __slots__ = ("conn", "idle_since")
 
@@ -149,7 +170,7 @@ class ExportTransport(BaseHTTPTransport):
         if timeout is not None and timeout <= 0:
             return PlainHTTPResult(error=TimeoutError("no time left for the request"))
         kept = self._take(route)
-        conn = kept.conn if kept is not None else http.client.HTTPConnection(route.host, route.port, timeout=timeout)
+        conn = kept.conn if kept is not None else _OneSendConnection(route.host, route.port, timeout=timeout)
         try:
             if conn.sock is not None:
                 conn.sock.settimeout(timeout)
