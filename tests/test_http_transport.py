@@ -42,7 +42,9 @@ class _Recorder(socketserver.ThreadingTCPServer):
     ``behaviour`` per request, in order (the last one repeats):
     ``ok``; ``ok-then-close`` (answers keep-alive, then closes the connection);
     ``retry-after`` (503 with ``Retry-After: 0``); ``cut`` (a 200 whose body is
-    shorter than its Content-Length, then close); ``hang`` (reads, never answers).
+    shorter than its Content-Length, then close); ``hang`` (reads, never answers);
+    ``hang-in-body`` (a 200 whose body never ends); ``early-413`` (answers 413 after
+    the headers, without reading the body, and closes).
     """
 
     daemon_threads = True
@@ -94,12 +96,22 @@ class _RecordingHandler(socketserver.StreamRequestHandler):
             while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
                 name, _, value = line.decode("latin-1").partition(":")
                 headers.append((name.strip().lower(), value.strip()))
+            method, target, _ = request_line.decode("latin-1").split(" ", 2)
+            behaviour = server.next_behaviour()
+            if behaviour == "early-413":
+                with server.lock:
+                    server.requests.append({"method": method, "target": target, "headers": headers, "body": b""})
+                self.wfile.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
             length = int(dict(headers).get("content-length", "0"))
             body = self.rfile.read(length)
-            method, target, _ = request_line.decode("latin-1").split(" ", 2)
             with server.lock:
                 server.requests.append({"method": method, "target": target, "headers": headers, "body": body})
-            behaviour = server.next_behaviour()
+            if behaviour == "hang-in-body":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                self.wfile.flush()
+                server.release.wait(10)
+                return
             if behaviour == "hang":
                 server.release.wait(10)
                 return
@@ -112,6 +124,15 @@ class _RecordingHandler(socketserver.StreamRequestHandler):
             self.wfile.write(_OK)
             if behaviour == "ok-then-close":
                 return
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_or_netrc(monkeypatch, tmp_path):
+    """Whatever the machine's environment, no proxy and no netrc unless a test sets one."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
 
 
 @pytest.fixture
@@ -266,17 +287,33 @@ def test_one_kept_alive_connection_serves_every_export(recorder):
     assert server.connections == 1
 
 
-@pytest.mark.parametrize("idle_check", [0.0, 60.0], ids=["checked-before-reuse", "found-closed-on-send"])
-def test_a_connection_the_collector_closed_costs_no_span(recorder, monkeypatch, idle_check):
-    # checked-before-reuse: the idle check sees the close and opens a new connection.
-    # found-closed-on-send: the send on the closed connection fails as a connection
-    # error, which the SDK's client retries at once on a new connection.
+@pytest.mark.parametrize(
+    ("idle_check", "failed_attempts"), [(0.0, 0), (60.0, 1)], ids=["checked-before-reuse", "found-closed-on-send"]
+)
+def test_a_connection_the_collector_closed_costs_no_span(recorder, monkeypatch, idle_check, failed_attempts):
+    # checked-before-reuse: the idle check sees the close, and a new connection is
+    # opened with no failed attempt.  found-closed-on-send: the send on the closed
+    # connection fails once as a connection error, which the SDK's client retries at
+    # once on a new connection.
     monkeypatch.setattr(http_transport, "_IDLE_CHECK", idle_check)
     server = recorder("ok-then-close")
     ours = _ours(server.url)
+    transport = ours._client._transport
+    attempts = []
+    request = transport.request
+
+    def counted(*args, **kwargs):
+        result = request(*args, **kwargs)
+        attempts.append(result.error)
+        return result
+
+    transport.request = counted
     assert ours.export(_spans(2)) is SpanExportResult.SUCCESS
     assert server.closed.wait(5)  # the collector has closed the kept connection
     assert ours.export(_spans(3)) is SpanExportResult.SUCCESS
+    failed = [error for error in attempts if error is not None]
+    assert len(failed) == failed_attempts
+    assert all(transport.is_connection_error(error) for error in failed)
     bodies = [request["body"] for request in server.requests if request["body"]]
     assert len(bodies) == 2  # each export arrived, once
     assert server.connections == 2
@@ -292,15 +329,18 @@ def _refused_url() -> str:
     return f"http://127.0.0.1:{port}/v1/traces"
 
 
-@pytest.mark.parametrize("behaviour", ["refused", "hang", "cut", "retry-after"])
+@pytest.mark.parametrize("behaviour", ["refused", "hang", "hang-in-body", "cut", "retry-after", "early-413", "no-time"])
 def test_failures_are_classified_as_the_requests_transport_classifies_them(recorder, behaviour):
     if behaviour == "refused":
         url = _refused_url()
     else:
-        url = recorder(behaviour).url
+        url = recorder("ok" if behaviour == "no-time" else behaviour).url
     theirs_transport = _theirs(url)
     ours_transport = http_transport.build(verify=True, cert=None, session=requests.Session())
-    kwargs = dict(headers={"Content-Type": "application/x-protobuf"}, data=b"x", timeout=0.5)
+    # early-413: a body far larger than the socket buffers, which the collector never reads
+    data = b"x" * 8_000_000 if behaviour == "early-413" else b"x"
+    timeout = 0.0 if behaviour == "no-time" else 0.5
+    kwargs = dict(headers={"Content-Type": "application/x-protobuf"}, data=data, timeout=timeout)
     theirs = theirs_transport.request("POST", url, **kwargs)
     ours = ours_transport.request("POST", url, **kwargs)
     assert ours.status_code == theirs.status_code
@@ -309,10 +349,24 @@ def test_failures_are_classified_as_the_requests_transport_classifies_them(recor
     if behaviour == "retry-after":
         assert ours.status_code == 503
         assert ours.headers()["retry-after"] == theirs.headers()["retry-after"] == "0"
-    if behaviour in ("refused", "hang"):
+    if behaviour in ("refused", "hang", "hang-in-body"):
         assert ours_transport.is_connection_error(ours.error)
-    if behaviour == "cut":
+    if behaviour in ("cut", "no-time"):
         assert not ours_transport.is_connection_error(ours.error)
+    if behaviour == "early-413":
+        assert ours.status_code == 413
+
+
+def test_errors_of_the_requests_fallback_are_classified_by_it():
+    # requests raises a bare OSError for a missing client certificate (it does not
+    # retry it); an https collector goes through the fallback, whose answer counts.
+    url = "https://127.0.0.1:9/v1/traces"
+    theirs_transport = RequestsHTTPTransport(cert="/nonexistent/client.pem", session=requests.Session())
+    ours_transport = http_transport.build(verify=True, cert="/nonexistent/client.pem", session=requests.Session())
+    theirs = theirs_transport.request("POST", url, data=b"x", timeout=0.5)
+    ours = ours_transport.request("POST", url, data=b"x", timeout=0.5)
+    assert type(ours.error) is type(theirs.error) is OSError
+    assert ours_transport.is_connection_error(ours.error) is theirs_transport.is_connection_error(theirs.error) is False
 
 
 def test_a_503_with_retry_after_is_retried_by_the_sdk_and_delivered(recorder):
@@ -335,21 +389,11 @@ def test_a_503_with_retry_after_is_retried_by_the_sdk_and_delivered(recorder):
         ("http://collector:4318/v1/traces", {"ALL_PROXY": "http://proxy:3128"}, False),
         ("http://collector:4318/v1/traces", {"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "collector"}, True),
         ("http://collector:4318/v1/traces", {"HTTPS_PROXY": "http://proxy:3128"}, True),  # not for http://
+        ("http://collector:4318/v1/my traces", {}, False),  # requests percent-encodes; http.client refuses
+        ("http://collector:4318/v1/tr\u00e4ces", {}, False),
     ],
 )
-def test_which_urls_http_client_sends_to(monkeypatch, tmp_path, url, env, direct):
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+def test_which_urls_http_client_sends_to(monkeypatch, url, env, direct):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     route = http_transport.direct_route(url)

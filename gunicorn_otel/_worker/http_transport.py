@@ -29,11 +29,18 @@ transport's own defaults differ (requests adds ``Accept: */*`` and offers to
 decode compressed responses; ``http.client`` asks for ``identity``).
 
 Errors keep the requests transport's classification, which decides whether the
-SDK retries: failing to connect, a timeout, a reset, or a connection closed
-before the status line are connection errors (the SDK retries at once, then with
-backoff); a body cut short after the status line is not.  A connection idle for
-more than ``_IDLE_CHECK`` seconds is checked before reuse, as urllib3 does, so a
-collector that closed it meanwhile costs no failed attempt.
+SDK retries: failing to connect, a timeout (also while reading the body), a reset,
+or a connection closed before the status line are connection errors (the SDK
+retries at once, then with backoff); a body cut short after the status line, or
+no time left for the request, is not.  A collector that answers before reading
+the whole body and closes (413, 429, 503) has its answer read, as urllib3 does.
+Each error of the direct path carries that decision; the fallback's errors are
+classified by the fallback (requests raises a bare ``OSError`` for a missing
+client certificate, which it does not retry).  A connection idle for more than
+``_IDLE_CHECK`` seconds is checked before reuse, so a collector that closed it
+meanwhile costs no failed attempt; urllib3 checks on every reuse, but each check
+is a system call, and an export thread waits for the GIL after every one.  One
+closed sooner is found by the send, and the SDK retries that at once.
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ def direct_route(url: str) -> Route | None:
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
+    if not (target.isascii() and target.isprintable()) or " " in target:
+        return None  # requests percent-encodes such a path; http.client would refuse it
     return Route(parts.hostname, parts.port or 80, target)
 
 
@@ -97,6 +106,18 @@ class PlainHTTPResult(BaseHTTPResult):
         for name, value in self.header_items:
             joined[name] = f"{joined[name]}, {value}" if name in joined else value
         return joined
+
+
+_CONNECTION_ERROR = "_gunicorn_otel_connection_error"  # set on each error the direct path returns
+
+
+def _failed(error: Exception, connection_error: bool) -> PlainHTTPResult:
+    """A failed result whose error carries the retry decision requests' transport would make.
+
+    Errors of the requests fallback carry none, and are classified by the fallback.
+    """
+    setattr(error, _CONNECTION_ERROR, connection_error)
+    return PlainHTTPResult(error=error)
 
 
 class _OneSendConnection(http.client.HTTPConnection):
@@ -167,8 +188,8 @@ class ExportTransport(BaseHTTPTransport):
             route = self._routes[url] = direct_route(url)
         if route is None:
             return self._fallback.request(method, url, headers=headers, timeout=timeout, data=data)
-        if timeout is not None and timeout <= 0:
-            return PlainHTTPResult(error=TimeoutError("no time left for the request"))
+        if timeout is not None and timeout <= 0:  # requests refuses it (ValueError), not retried
+            return _failed(ValueError("no time left for the request"), False)
         kept = self._take(route)
         conn = kept.conn if kept is not None else _OneSendConnection(route.host, route.port, timeout=timeout)
         try:
@@ -176,16 +197,20 @@ class ExportTransport(BaseHTTPTransport):
                 conn.sock.settimeout(timeout)
             else:
                 conn.timeout = timeout
-            conn.request(method, route.target, body=data, headers=headers or {})
-            response = conn.getresponse()
+            response = self._exchange(conn, method, route.target, data, headers)
         except (OSError, http.client.HTTPException) as error:
+            # Before a status line: connecting, sending, a timeout, a connection
+            # closed or reset (requests: ConnectionError, Timeout; retried).
             conn.close()
-            return PlainHTTPResult(error=error)
+            return _failed(error, True)
         try:
             body = response.read()
-        except (OSError, http.client.HTTPException) as error:
+        except TimeoutError as error:  # requests: ConnectionError(ReadTimeoutError); retried
             conn.close()
-            return PlainHTTPResult(error=_BodyCutShort(error))
+            return _failed(error, True)
+        except (OSError, http.client.HTTPException) as error:  # requests: ChunkedEncodingError; not retried
+            conn.close()
+            return _failed(_BodyCutShort(error), False)
         if response.will_close:
             conn.close()
         else:
@@ -196,6 +221,24 @@ class ExportTransport(BaseHTTPTransport):
             body=body,
             header_items=tuple(response.getheaders()),
         )
+
+    @staticmethod
+    def _exchange(conn: http.client.HTTPConnection, method: str, target: str, data, headers):
+        """Send the request and read the status line and headers.
+
+        A collector may answer before it has read the whole body (413, 429, 503 with
+        ``Retry-After``) and then close, so the send fails with a broken pipe or a
+        reset.  As urllib3 does, read that answer if there is one; otherwise the send's
+        error stands.
+        """
+        try:
+            conn.request(method, target, body=data, headers=headers or {})
+        except (BrokenPipeError, ConnectionResetError) as send_error:
+            try:
+                return conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                raise send_error from None
+        return conn.getresponse()
 
     def _take(self, route: Route) -> _Connection | None:
         idle = self._idle
@@ -219,23 +262,26 @@ class ExportTransport(BaseHTTPTransport):
             return
         kept.idle_since = time.monotonic()
         self._idle.append(kept)
+        if self._closed:  # close() ran between the check and the append: nothing may stay open
+            self._close_idle()
 
     def is_connection_error(self, exception: Exception | None) -> bool:
-        from requests.exceptions import RequestException
-
-        if isinstance(exception, RequestException):  # from the fallback (a subclass of OSError)
-            return self._fallback.is_connection_error(exception)
-        # ``_BodyCutShort`` is neither, on purpose: requests does not retry a cut body either.
-        return isinstance(exception, (OSError, http.client.HTTPException))
+        decided = getattr(exception, _CONNECTION_ERROR, None)
+        if decided is not None:  # from the direct path
+            return bool(decided)
+        return self._fallback.is_connection_error(exception)
 
     def close(self) -> None:
         self._closed = True
+        self._close_idle()
+        self._fallback.close()
+
+    def _close_idle(self) -> None:
         while self._idle:
             try:
                 self._idle.pop().conn.close()
             except IndexError:
                 break
-        self._fallback.close()
 
 
 class _BodyCutShort(Exception):
