@@ -86,7 +86,9 @@ def main() -> int:
                 stdout=subprocess.DEVNULL,
             )
             try:
-                subprocess.run(["wrk", "-t1", "-c1", "-d1s", proc.base_url + path], capture_output=True, check=False)
+                # Attach once the load has reached the collector: the export thread is busy.
+                if not receiver.wait_for(lambda: receiver.span_count() > 0, timeout=30):
+                    raise SystemExit("no span reached the receiver under load")
                 summary = pathlib.Path(tmp) / "strace.txt"
                 subprocess.run(
                     ["timeout", str(args.seconds), "strace", "-c", "-p", str(thread), "-o", str(summary)],

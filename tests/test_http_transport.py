@@ -12,7 +12,6 @@ apply (TLS, proxies, netrc).
 from __future__ import annotations
 
 import gzip
-import socket
 import socketserver
 import threading
 
@@ -28,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from gunicorn_otel import settings
 from gunicorn_otel._worker import exporters, http_transport
 from gunicorn_otel._worker.fast_span_exporter import FastOTLPSpanExporter
+from tests.support.gunicorn_process import free_port
 
 # At the floors and on every Python too: the transport relies on the exporters'
 # private ``_transport`` argument and on ``http.client`` internals.
@@ -167,7 +167,7 @@ def _ours(url: str, **env: str):
     return exporter
 
 
-def _theirs(url: str) -> RequestsHTTPTransport:
+def _theirs() -> RequestsHTTPTransport:
     return RequestsHTTPTransport(session=requests.Session())
 
 
@@ -218,7 +218,7 @@ def test_an_export_sends_what_the_sdk_requests_transport_sends(recorder, compres
 def test_the_transport_sends_what_the_sdk_requests_transport_sends(recorder):
     server = recorder("ok")
     headers = {"Content-Type": "application/x-protobuf", "X-Custom": "1"}
-    theirs = _theirs(server.url).request("POST", server.url + "?q=1", headers=headers, data=b"\x00body", timeout=2)
+    theirs = _theirs().request("POST", server.url + "?q=1", headers=headers, data=b"\x00body", timeout=2)
     ours = http_transport.build(verify=True, cert=None, session=requests.Session()).request(
         "POST", server.url + "?q=1", headers=headers, data=b"\x00body", timeout=2
     )
@@ -262,7 +262,7 @@ def test_a_large_body_goes_out_whole_in_one_send(recorder):
     conn.close()
     assert len(sends) == 1
     assert sends[0] > len(body)
-    theirs = _theirs(server.url).request(
+    theirs = _theirs().request(
         "POST", server.url, headers={"Content-Type": "application/x-protobuf"}, data=body, timeout=5
     )
     assert theirs.status_code == 200
@@ -322,20 +322,13 @@ def test_a_connection_the_collector_closed_costs_no_span(recorder, monkeypatch, 
 # -- misbehaving collectors: same outcome and same retry decision as requests ----------------
 
 
-def _refused_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1/traces"
-
-
 @pytest.mark.parametrize("behaviour", ["refused", "hang", "hang-in-body", "cut", "retry-after", "early-413", "no-time"])
 def test_failures_are_classified_as_the_requests_transport_classifies_them(recorder, behaviour):
     if behaviour == "refused":
-        url = _refused_url()
+        url = f"http://127.0.0.1:{free_port()}/v1/traces"  # nothing listens there
     else:
         url = recorder("ok" if behaviour == "no-time" else behaviour).url
-    theirs_transport = _theirs(url)
+    theirs_transport = _theirs()
     ours_transport = http_transport.build(verify=True, cert=None, session=requests.Session())
     # early-413: a body far larger than the socket buffers, which the collector never reads
     data = b"x" * 8_000_000 if behaviour == "early-413" else b"x"

@@ -154,15 +154,14 @@ def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
     sock = conn.sock
     if sock is None:
         return True
+    # poll, not select: no FD_SETSIZE limit (a gevent worker's sockets pass 1024).
+    # An idle HTTP/1.1 connection has nothing to read unless it is closing.
+    poller = select.poll()
     try:
-        if hasattr(select, "poll"):  # no FD_SETSIZE limit (a gevent worker's sockets pass 1024)
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)  # an idle HTTP/1.1 connection has nothing to read unless it is closing
 
 
 class ExportTransport(BaseHTTPTransport):
@@ -289,7 +288,6 @@ class _BodyCutShort(Exception):
 
     def __init__(self, cause: BaseException) -> None:
         super().__init__(f"response body cut short: {cause!r}")
-        self.cause = cause
 
 
 def supported() -> bool:

@@ -52,18 +52,11 @@ _ALWAYS = (
     "gunicorn_otel._worker.models.threads",
     "gunicorn_otel._worker.models.asyncio",
 )
+_HTTP_TRANSPORT = ("requests", "gunicorn_otel._worker.http_transport")
 _HTTP = {
-    "traces": ("requests", "gunicorn_otel._worker.http_transport", "gunicorn_otel._worker.fast_span_exporter"),
-    "metrics": (
-        "requests",
-        "gunicorn_otel._worker.http_transport",
-        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
-    ),
-    "logs": (
-        "requests",
-        "gunicorn_otel._worker.http_transport",
-        "opentelemetry.exporter.otlp.proto.http._log_exporter",
-    ),
+    "traces": (*_HTTP_TRANSPORT, "gunicorn_otel._worker.fast_span_exporter"),
+    "metrics": (*_HTTP_TRANSPORT, "opentelemetry.exporter.otlp.proto.http.metric_exporter"),
+    "logs": (*_HTTP_TRANSPORT, "opentelemetry.exporter.otlp.proto.http._log_exporter"),
 }
 _SIGNAL = {
     "traces": (),
