@@ -20,6 +20,7 @@ heavy imports would break gevent's monkey-patching later.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import urllib.parse
@@ -486,6 +487,14 @@ VARS: tuple[Var, ...] = (
         "boot, exit and share memory cheaper (docs/pipelines.md)",
         "true, false",
     ),
+    Var(
+        PREFIX + "SEND_AHEAD",
+        _bool,
+        True,
+        "thread and asyncio worker classes, OTLP/HTTP to plain http://: the thread that fills a span batch "
+        "sends it without waiting for the answer, so the export thread stays asleep (docs/pipelines.md)",
+        "true, false",
+    ),
 )
 
 BY_NAME = {var.name: var for var in VARS}
@@ -522,6 +531,7 @@ class BatchOptions:
     schedule_delay: float  # seconds
     max_queue_size: int
     max_export_batch_size: int
+    send_ahead: bool = False  # GUNICORN_OTEL_SEND_AHEAD, for spans (``_worker/send_ahead``)
 
 
 @dataclass(frozen=True)
@@ -684,7 +694,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         traces=exporting["traces"],
         metrics=exporting["metrics"],
         logs=exporting["logs"],
-        bsp=_batch(values, "OTEL_BSP"),
+        bsp=dataclasses.replace(_batch(values, "OTEL_BSP"), send_ahead=values[PREFIX + "SEND_AHEAD"]),
         blrp=_batch(values, "OTEL_BLRP"),
         metric=MetricOptions(
             interval=values["OTEL_METRIC_EXPORT_INTERVAL"] / 1000.0,

@@ -16,6 +16,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 
 from gunicorn_otel._master.deadline import Deadline
+from gunicorn_otel._worker.otlp_wire import reads_span_fields
+
+_FAST = reads_span_fields()
 
 _DEFAULT_SHUTDOWN_SECONDS = 30.0  # only when shut down with no deadline (the SDK's own default)
 
@@ -46,7 +49,8 @@ class BatcherSpanProcessor(_BatcherProcessor, SpanProcessor):  # type: ignore[mi
         pass
 
     def on_end(self, span) -> None:
-        if span.context.trace_flags.sampled:
+        # SpanContext index 3 is trace_flags; bit 1 is "sampled" (``otlp_wire.reads_span_fields``).
+        if (span._context[3] & 1) if _FAST else span.context.trace_flags.sampled:
             self.batcher.emit(span)
 
 

@@ -69,6 +69,17 @@ class CountingExporter:
             self.export_log.failed(attempt, len(batch), reason)
         return result if result is not None else _failure(self.inner)
 
+    def record(self, count: int, ok: bool, reason: str | None = None) -> None:
+        """Count the outcome of an export of ``count`` items made without ``export`` (``send_ahead``)."""
+        with self.export_log.exporting(self.signal) as attempt:
+            pass
+        if ok:
+            self.stats.exported(self.signal, count)
+            self.export_log.succeeded(attempt)
+        else:
+            self.stats.dropped(self.signal, EXPORT_FAILED, count)
+            self.export_log.failed(attempt, count, reason)
+
     def shutdown(self, *args, **kwargs):
         if self._shut:
             return None

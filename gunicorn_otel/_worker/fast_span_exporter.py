@@ -55,6 +55,24 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
 
     prepare_span = staticmethod(otlp_wire.encode_span)
 
+    def lane_body(self, spans: Sequence) -> bytes | None:
+        """The body ``export`` would POST for ``spans`` (compressed as configured), or None.
+
+        None where ``export`` would not post it as is: the exporter is shut
+        down, the batch can't be encoded, or it is over ``max_request_size``.
+        ``send_ahead.SendAhead`` posts this body itself and leaves anything else to ``export``.
+        """
+        if self._shutdown:
+            return None
+        try:
+            body = otlp_wire.encode_spans(spans)
+        except Exception:  # noqa: BLE001 - export() encodes again, and logs it
+            return None
+        limit = self._max_request_size
+        if 0 < limit < len(body):
+            return None
+        return self._client._compress(body)
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             log.warning("Exporter already shutdown, ignoring batch")

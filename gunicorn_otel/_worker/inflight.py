@@ -34,6 +34,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from gunicorn_otel._worker import access_log
+from gunicorn_otel._worker.otlp_wire import reads_span_fields
+
+_FAST = reads_span_fields()
 
 ERROR_TYPE = "worker_timeout"
 # A root span an app never ends would stay here; past this many open at once
@@ -49,20 +52,34 @@ class InflightSpans(SpanProcessor):
         # Under gevent this module is imported after monkey.patch_all(), so
         # get_ident names the greenlet, not the native thread.
         self._ident = threading.get_ident
+        self._environ = access_log.current_environ.get
         self._live: dict[int, tuple[Span, int]] = {}
 
+    # Every span passes here twice, so both methods read the SDK span's private
+    # fields where ``otlp_wire`` has checked their layout (SpanContext is a
+    # tuple: index 1 is span_id, 2 is is_remote), not through five properties.
     def on_start(self, span: Span, parent_context=None) -> None:
-        parent = span.parent
-        if parent is None or parent.is_remote:
-            if len(self._live) < MAX_TRACKED:
-                self._live[span.context.span_id] = (span, self._ident())
-            environ = access_log.current_environ.get()
-            if environ is not None:
-                access_log.stamp(environ, span.get_span_context())
+        if _FAST:
+            parent = span._parent
+            if parent is not None and not parent[2]:
+                return
+            span_id = span._context[1]  # type: ignore[index]  # an SDK span always has its context
+        else:
+            parent = span.parent
+            if parent is not None and not parent.is_remote:
+                return
+            span_id = span.get_span_context().span_id
+        live = self._live
+        if len(live) < MAX_TRACKED:
+            live[span_id] = (span, self._ident())
+        environ = self._environ()
+        if environ is not None:
+            access_log.stamp(environ, span.get_span_context())
 
     def on_end(self, span: ReadableSpan) -> None:
         # The SDK passes a ReadableSpan copy, not the live span: key by span id.
-        self._live.pop(span.context.span_id, None)
+        if self._live:
+            self._live.pop(span._context[1] if _FAST else span.context.span_id, None)  # type: ignore[index]
 
     def open_spans(self, only_ident: int | None = None) -> list[Span]:
         """Open local roots, oldest first; only those started by ``only_ident`` if given."""

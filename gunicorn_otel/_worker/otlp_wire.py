@@ -442,11 +442,25 @@ _BYPASSED = (
 def _context_layout_ok() -> bool:
     """Whether SpanContext is still the tuple ``_span`` indexes."""
     trace_state = TraceState([("k", "v")])
-    context = SpanContext(1, 2, True, TraceFlags(1), trace_state)
-    return context[0] == 1 and context[1] == 2 and context[2] is True and context[4] is trace_state
+    flags = TraceFlags(1)
+    context = SpanContext(1, 2, True, flags, trace_state)
+    return (
+        context[0] == 1 and context[1] == 2 and context[2] is True and context[3] is flags and context[4] is trace_state
+    )
 
 
 _CONTEXT_LAYOUT_OK = _context_layout_ok()
+
+
+def reads_span_fields() -> bool:
+    """Whether hot paths may read the SDK span's ``_context`` and ``_parent`` as the tuples ``_span`` reads.
+
+    ``inflight`` and ``batch_processors`` check each span once per start and end;
+    ``tests/test_otlp_wire.py`` proves the layout on the installed SDK.
+    """
+    return _CONTEXT_LAYOUT_OK and _is_fast(ReadableSpan) and _is_fast(Span)
+
+
 # Overrides known to return the same private field (the SDK's live Span
 # returns ``self._context`` from get_span_context too).
 _EQUIVALENT_OVERRIDES = (Span.get_span_context,)
@@ -501,6 +515,11 @@ def encode_span(span: ReadableSpan) -> EncodedSpan:
     ``encode_spans`` takes the result in place of the span and writes exactly
     the bytes it would have written for the span itself.
     """
+    if _fast_classes.get(span.__class__):  # ``_span_parts``' first branch, one call less per span
+        try:
+            return EncodedSpan(span._resource, span._instrumentation_scope or None, _span(span))
+        except Exception:  # noqa: BLE001 - ``_span_parts`` logs it and asks the official encoder
+            pass
     return EncodedSpan(*_span_parts(span))
 
 

@@ -22,6 +22,13 @@ Here:
   worker, after fork; a batcher inherited by a forked child ignores what it
   is given there), drains full batches as soon as they exist and the rest
   when the schedule delay passes.
+* **Send-ahead (spans over plain OTLP/HTTP).**  With a ``send_ahead``
+  (``_worker/send_ahead.SendAhead``), the producer that fills a batch posts it
+  itself without waiting for the answer, and reads the answer when it fills
+  the next one; the export thread then only handles what may block (answers
+  nobody read, failures, retries, partial batches, flush, shutdown) and stays
+  asleep under load instead of waking for the GIL on every system call the
+  request threads make.
 * **Back-pressure while healthy.**  A producer that finds the queue past its
   high-water mark (half of ``max_queue_size``) while exports are healthy
   (``export_health``) waits on a condition, releasing the GIL, until the
@@ -86,6 +93,7 @@ class ThreadBatcher(Admitting):
         prepare=None,
         slow_after: float = 0.25,
         max_wait: float = 0.05,
+        send_ahead=None,
     ) -> None:
         self._init_admission(signal, stats, max_queue_size, prepare)
         self.exporter = exporter
@@ -95,6 +103,8 @@ class ThreadBatcher(Admitting):
         self.health = ExportHealth(slow_after)
         self._high_water = max(max_export_batch_size, max_queue_size // 2)
         self._queue: collections.deque = collections.deque()
+        self.send_ahead = send_ahead  # a SendAhead: full batches sent by the producer (module docstring)
+        self._handed: collections.deque = collections.deque()  # batches the sender left to the export thread
         self._wake = threading.Event()
         self._cond = threading.Condition(threading.Lock())
         self._waiting = 0
@@ -118,10 +128,22 @@ class ThreadBatcher(Admitting):
         queue.append(item)
         self._last_queued = next(self._queued)
         queued = len(queue)
-        if queued >= self.batch_size and not self._wake.is_set():
-            self._wake.set()
+        if queued >= self.batch_size:
+            # The sender gets one try per batch's worth of items: where it can't
+            # send (no connection ready, answers outstanding), the export thread
+            # takes the batch and producers don't try again on every item.
+            ahead = self.send_ahead
+            if ahead is not None and queued % self.batch_size == 0 and ahead.pump(self):
+                queued = len(queue)
+            elif not self._wake.is_set():
+                self._wake.set()
         if queued >= self._high_water and self.health.healthy():
             self._wait_for_room()
+
+    def hand_over(self, batch: list) -> None:
+        """A batch the sender took and leaves to the export thread (its SDK exporter sends it, with retries)."""
+        self._handed.append(batch)
+        self._wake.set()
 
     def _wait_for_room(self) -> None:
         # Re-check health every 10 ms: an export in flight for ``slow_after``
@@ -205,17 +227,35 @@ class ThreadBatcher(Admitting):
             woken = self._wake.wait(self.schedule_delay)
             self._wake.clear()
             everything = not woken or self._flush_requested or self._shutdown
+            self._settle()
             while self._queue and (everything or len(self._queue) >= self.batch_size):
                 self._export(self._take())
                 everything = everything or self._flush_requested or self._shutdown
-            if self._shutdown and not self._queue:
+            self._settle()
+            if self._shutdown and not self._queue and not self._handed:
                 return
+
+    def _settle(self) -> None:
+        """What the sender left: answers nobody read yet, batches handed over, connections to open."""
+        ahead = self.send_ahead
+        if ahead is not None:
+            ahead.settle(self)
+        while self._handed:
+            self._export(self._handed.popleft())
+        if ahead is not None and self._waiting:
+            with self._cond:
+                self._cond.notify_all()
 
     # -- flush and shutdown --------------------------------------------------
 
+    def _finished(self) -> int:
+        """Items whose outcome is counted: by the export thread, and by the sender."""
+        ahead = self.send_ahead
+        return self._done + (ahead.done if ahead is not None else 0)
+
     def _wait_done(self, target: int, deadline: float) -> bool:
         with self._cond:
-            while self._done < target:
+            while self._finished() < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -227,7 +267,7 @@ class ThreadBatcher(Admitting):
         if self._shutdown or self._generation != forksafe.generation:
             return False
         target = self._last_queued
-        if self._done >= target:
+        if self._finished() >= target:
             return True
         self._flush_requested = True
         try:
@@ -250,6 +290,10 @@ class ThreadBatcher(Admitting):
         if thread is not None:
             thread.join(deadline.remaining())
             finished = not thread.is_alive()
+        ahead = self.send_ahead
+        if ahead is not None:
+            finished = finished and not ahead.pending
+            ahead.close()
         if not finished:
             # Take what is still queued item by item (each popleft is atomic),
             # so an item the export thread takes meanwhile is its own.  The

@@ -3,7 +3,9 @@
 Spans and log records share one mechanism, ``_worker/thread_batch.ThreadBatcher``:
 a queue of encoded spans (or detached log records) and one export thread per
 signal, with back-pressure on the producing thread only while exports are
-healthy (``_worker/export_health``).  Metrics keep the SDK's
+healthy (``_worker/export_health``).  Full span batches to a plain ``http://``
+collector are posted by the thread that fills them, without waiting for the
+answer (``_worker/send_ahead``, ``GUNICORN_OTEL_SEND_AHEAD``).  Metrics keep the SDK's
 ``PeriodicExportingMetricReader``: one collection per interval, no queue to
 overflow.  Why not the SDK's batch processors (still available as
 ``GUNICORN_OTEL_PROCESSOR=batch``, ``models/sdk_batch.py``): they lose spans at
@@ -24,6 +26,7 @@ from gunicorn_otel._worker.batch_processors import (
     detached_log_record,
 )
 from gunicorn_otel._worker.models import Model
+from gunicorn_otel._worker.send_ahead import SendAhead
 from gunicorn_otel._worker.stats import LOGS, TRACES, ExportStats
 from gunicorn_otel._worker.thread_batch import ThreadBatcher
 from gunicorn_otel.settings import BatchOptions, MetricOptions, Settings
@@ -37,7 +40,9 @@ class ThreadModel(Model):
     slow_after = 0.25
     max_wait = 0.05
 
-    def _batcher(self, exporter, stats: ExportStats, signal: str, options: BatchOptions, prepare) -> ThreadBatcher:
+    def _batcher(
+        self, exporter, stats: ExportStats, signal: str, options: BatchOptions, prepare, send_ahead=None
+    ) -> ThreadBatcher:
         return ThreadBatcher(
             exporter,
             signal=signal,
@@ -48,12 +53,14 @@ class ThreadModel(Model):
             prepare=prepare,
             slow_after=self.slow_after,
             max_wait=self.max_wait,
+            send_ahead=send_ahead,
         )
 
     def span_processor(self, exporter, stats: ExportStats, options: BatchOptions):
-        return BatcherSpanProcessor(
-            self._batcher(exporter, stats, TRACES, options, getattr(exporter, "prepare_span", None))
-        )
+        prepare = getattr(exporter, "prepare_span", None)
+        # Full batches of encoded spans are sent by the thread that fills them (``_worker/send_ahead``).
+        ahead = SendAhead.for_exporter(exporter) if prepare is not None and options.send_ahead else None
+        return BatcherSpanProcessor(self._batcher(exporter, stats, TRACES, options, prepare, ahead))
 
     def log_processor(self, exporter, stats: ExportStats, options: BatchOptions):
         return BatcherLogRecordProcessor(self._batcher(exporter, stats, LOGS, options, detached_log_record))

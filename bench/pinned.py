@@ -1,0 +1,246 @@
+"""CPU per request of one pinned Gunicorn worker, for several configurations side by side.
+
+    python bench/pinned.py [--only sync,uvicorn] [--rows floor,ours] [--rounds 9] [--seconds 2]
+
+``bench/saturation.py`` runs each row in turn, with the load generator, the
+receiver and two workers sharing both cores: its ratios move by +-0.1 between
+runs.  This one narrows the question to "how much CPU does the worker spend
+per request":
+
+* each configuration's Gunicorn (one worker) stays up for the whole run and is
+  pinned to CPU 1 (``os.sched_setaffinity``; the worker's threads inherit it);
+* ``wrk`` (one thread) and a minimal OTLP/HTTP sink run pinned to CPU 0;
+* rounds interleave the configurations (A, B, C, A, B, C, ...), and each
+  round reads the worker's CPU clock (``/proc/PID/stat``: all its threads)
+  before and after ``--seconds`` of load, after 1 s of unmeasured warm-up
+  per server;
+* the table gives the median and the least round of CPU us per request, the
+  ratio of the floor's median to each row's, and the voluntary plus
+  involuntary context switches of the worker per request.
+
+A worker pinned to one core is what an export thread meets at saturation: it
+gets the GIL only when the request thread or event loop gives it up.
+Sections: the WSGI app (``bench.apps.app``, 4 spans per request) under sync,
+gthread and tornado; FastAPI's native telemetry (hello world) under asgi and
+UvicornWorker; gevent.  Not part of the test suite; figures in docs/pipelines.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import multiprocessing
+import os
+import pathlib
+import re
+import socketserver
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.gunicorn_process import GunicornProcess  # noqa: E402
+
+# section -> (worker class, extra gunicorn args, wrk connections, app kind)
+SECTIONS = {
+    "sync": ("sync", (), 1, "wsgi"),
+    "gthread": ("gthread", ("--threads", "8"), 16, "wsgi"),
+    "tornado": ("tornado", (), 16, "wsgi"),
+    "asgi": ("asgi", (), 16, "fastapi"),
+    "uvicorn": ("uvicorn_worker.UvicornWorker", (), 16, "fastapi"),
+    "gevent": ("gevent", ("--worker-connections", "1000"), 50, "wsgi"),
+}
+OURS_ENV = {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+# row -> (description, gunicorn config or None, environment)
+ROWS: dict[str, tuple[str, str | None, dict]] = {
+    "uninstrumented": ("uninstrumented", None, {}),
+    "floor": ("SDK floor (made, never exported)", "floor", {}),
+    "upstream": ("upstream recipe (BSP in post_fork)", "python:bench.configs.upstream_post_fork", {}),
+    "ours": ("gunicorn-otel", "python:gunicorn_otel.conf", OURS_ENV),
+    "ours_thread": (
+        "gunicorn-otel, every batch by the export thread (GUNICORN_OTEL_SEND_AHEAD=false)",
+        "python:gunicorn_otel.conf",
+        {**OURS_ENV, "GUNICORN_OTEL_SEND_AHEAD": "false"},
+    ),
+    "ours_none": (
+        "gunicorn-otel, OTEL_TRACES_EXPORTER=none",
+        "python:gunicorn_otel.conf",
+        {**OURS_ENV, "OTEL_TRACES_EXPORTER": "none"},
+    ),
+}
+PATHS = {"wsgi": "/", "fastapi": "/items/7"}
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def _serve(port_queue, pin: bool) -> None:
+    if pin:
+        os.sched_setaffinity(0, {0})
+    server = _Server(("127.0.0.1", 0), _Sink)
+    port_queue.put(server.server_address[1])
+    server.serve_forever()
+
+
+def row_app_config(section: str, row: str) -> tuple[str, str | None]:
+    kind = SECTIONS[section][3]
+    app = "bench.saturation_apps:" + ("wsgi" if kind == "wsgi" else "fastapi")
+    config = ROWS[row][1]
+    if config == "floor":
+        config = "python:bench.configs." + ("sdk_floor" if section == "gevent" else "sdk_floor_post_fork")
+    if kind == "fastapi" and row.startswith("ours"):
+        app += "_ours"
+    return app, config
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` onto ``cpu`` (threads started later inherit it)."""
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpu})
+
+
+def worker_cpu(pid: int) -> tuple[float, int]:
+    """(CPU seconds of every thread, context switches of every thread) of ``pid``."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    switches = 0
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:
+            continue
+        switches += sum(int(n) for n in re.findall(r"ctxt_switches:\s+(\d+)", text))
+    return cpu, switches
+
+
+def wrk(port: int, path: str, connections: int, seconds: int, pin: bool = True) -> int:
+    out = subprocess.run(
+        (["taskset", "-c", "0"] if pin else [])
+        + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    match = re.search(r"(\d+) requests in", out)
+    if not match:
+        raise RuntimeError(f"wrk printed no request count:\n{out}")
+    return int(match.group(1))
+
+
+def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pathlib.Path) -> dict:
+    worker_class, extra, connections, kind = SECTIONS[section]
+    path = PATHS[kind]
+    servers = {}
+    try:
+        for row in rows:
+            app, config = row_app_config(section, row)
+            env = {
+                **ROWS[row][2],
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_SERVICE_NAME": "bench",
+                "GUNICORN_OTEL_SHUTDOWN_TIMEOUT": "2",
+            }
+            server = GunicornProcess(
+                app,
+                worker_class=worker_class,
+                config=config,
+                args=extra,
+                env=env,
+                log_path=workdir / f"{section}-{row}.log",
+                ready_path=path,
+            )
+            servers[row] = server.start()
+            if args.pin:
+                for pid in (server.master_pid, *server.worker_pids()):
+                    pin(pid, 1)
+            wrk(server.port, path, connections, 1, args.pin)  # warm-up
+        results: dict[str, list[tuple[float, float]]] = {row: [] for row in rows}
+        for _ in range(args.rounds):
+            for row in rows:
+                server = servers[row]
+                pid = server.worker_pids()[0]
+                cpu0, cs0 = worker_cpu(pid)
+                served = wrk(server.port, path, connections, args.seconds, args.pin)
+                cpu1, cs1 = worker_cpu(pid)
+                results[row].append(((cpu1 - cpu0) * 1e6 / served, (cs1 - cs0) / served))
+        return results
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def print_section(section: str, results: dict) -> None:
+    worker_class, extra, connections, _ = SECTIONS[section]
+    print(f"\n### {section} (`-k {worker_class} -w 1 {' '.join(extra)}`, pinned; wrk -t1 -c{connections})\n")
+    print(
+        "| configuration | CPU us/req (median) | least | floor / row (median of rounds) | rounds' floor / row "
+        "| context switches / req |"
+    )
+    print("|---|---:|---:|---:|---|---:|")
+    floor = [c for c, _ in results["floor"]]
+    for row, runs in results.items():
+        cpu = [c for c, _ in runs]
+        # Each round's row ran right after the same round's floor: their ratio
+        # cancels the drift of the machine's speed between rounds.
+        ratios = [f / c for f, c in zip(floor, cpu, strict=True)]
+        switches = statistics.median(s for _, s in runs)
+        spread = "/".join(f"{r:.2f}" for r in ratios)
+        print(
+            f"| {ROWS[row][0]} | {statistics.median(cpu):.0f} | {min(cpu):.0f} | {statistics.median(ratios):.2f}x "
+            f"| {spread} | {switches:.2f} |"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="sync,gthread,tornado,asgi,uvicorn,gevent")
+    parser.add_argument("--rows", default="floor,ours")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="let the scheduler place every process")
+    args = parser.parse_args()
+    if os.cpu_count() is None or len(os.sched_getaffinity(0)) < 2:
+        print("needs 2 CPUs", file=sys.stderr)
+        return 2
+    rows = args.rows.split(",")
+    if "floor" not in rows:
+        rows.insert(0, "floor")
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    sink = multiprocessing.Process(target=_serve, args=(ports, args.pin), daemon=True)
+    sink.start()
+    endpoint = f"http://127.0.0.1:{ports.get(timeout=10)}"
+    import tempfile
+
+    print(f"Python {sys.version.split()[0]}, {args.rounds} rounds of {args.seconds:g} s per row, interleaved")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for section in args.only.split(","):
+                print_section(section, run_section(section, rows, args, endpoint, pathlib.Path(tmp)))
+                sys.stdout.flush()
+    finally:
+        sink.terminate()
+        sink.join(5)
+    time.sleep(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
