@@ -1,28 +1,34 @@
-"""CPU per request of one pinned Gunicorn worker, for several configurations side by side.
+"""CPU per request of one Gunicorn worker, for several configurations side by side.
 
-    python bench/pinned.py [--only sync,uvicorn] [--rows floor,ours] [--rounds 9] [--seconds 2]
+    python bench/pinned.py [--only sync,uvicorn] [--rows floor,ours,ours_thread] [--rounds 11]
+                           [--seconds 2] [--no-pin]
 
 ``bench/saturation.py`` runs each row in turn, with the load generator, the
 receiver and two workers sharing both cores: its ratios move by +-0.1 between
 runs.  This one narrows the question to "how much CPU does the worker spend
-per request":
+per request, against the SDK floor":
 
-* each configuration's Gunicorn (one worker) stays up for the whole run and is
-  pinned to CPU 1 (``os.sched_setaffinity``; the worker's threads inherit it);
-* ``wrk`` (one thread) and a minimal OTLP/HTTP sink run pinned to CPU 0;
-* rounds interleave the configurations (A, B, C, A, B, C, ...), and each
+* each configuration's Gunicorn (one worker) stays up for the whole run;
+* by default the worker (all its threads) runs on CPU 1 and ``wrk`` (one
+  thread) and a minimal OTLP/HTTP sink on CPU 0; ``--no-pin`` leaves every
+  process to the scheduler, as in production, where an export thread may run
+  on the other core;
+* rounds interleave the configurations (floor first, then each row), and each
   round reads the worker's CPU clock (``/proc/PID/stat``: all its threads)
   before and after ``--seconds`` of load, after 1 s of unmeasured warm-up
   per server;
-* the table gives the median and the least round of CPU us per request, the
-  ratio of the floor's median to each row's, and the voluntary plus
-  involuntary context switches of the worker per request.
+* each row's round is compared with the floor's round just before it (the
+  machine's speed drifts between rounds; next to each other they drift
+  together): the table gives the median of those ratios and each round's,
+  the median and least CPU us per request, and the worker's voluntary plus
+  involuntary context switches per request.
 
-A worker pinned to one core is what an export thread meets at saturation: it
-gets the GIL only when the request thread or event loop gives it up.
 Sections: the WSGI app (``bench.apps.app``, 4 spans per request) under sync,
 gthread and tornado; FastAPI's native telemetry (hello world) under asgi and
-UvicornWorker; gevent.  Not part of the test suite; figures in docs/pipelines.md.
+UvicornWorker; gevent.  Rows: ``floor`` (always run), ``uninstrumented``,
+``upstream``, ``ours``, ``ours_thread`` (``GUNICORN_OTEL_SEND_AHEAD=false``),
+``ours_none`` (``OTEL_TRACES_EXPORTER=none``).  Not part of the test suite;
+figures in docs/pipelines.md.
 """
 
 from __future__ import annotations
@@ -37,7 +43,6 @@ import socketserver
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -187,9 +192,10 @@ def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pat
             server.stop()
 
 
-def print_section(section: str, results: dict) -> None:
+def print_section(section: str, results: dict, pinned: bool) -> None:
     worker_class, extra, connections, _ = SECTIONS[section]
-    print(f"\n### {section} (`-k {worker_class} -w 1 {' '.join(extra)}`, pinned; wrk -t1 -c{connections})\n")
+    where = "worker on CPU 1, wrk and sink on CPU 0" if pinned else "not pinned"
+    print(f"\n### {section} (`-k {worker_class} -w 1 {' '.join(extra)}`, {where}; wrk -t1 -c{connections})\n")
     print(
         "| configuration | CPU us/req (median) | least | floor / row (median of rounds) | rounds' floor / row "
         "| context switches / req |"
@@ -233,12 +239,11 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for section in args.only.split(","):
-                print_section(section, run_section(section, rows, args, endpoint, pathlib.Path(tmp)))
+                print_section(section, run_section(section, rows, args, endpoint, pathlib.Path(tmp)), args.pin)
                 sys.stdout.flush()
     finally:
         sink.terminate()
         sink.join(5)
-    time.sleep(0)
     return 0
 
 

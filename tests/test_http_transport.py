@@ -44,7 +44,8 @@ class _Recorder(socketserver.ThreadingTCPServer):
     ``retry-after`` (503 with ``Retry-After: 0``); ``cut`` (a 200 whose body is
     shorter than its Content-Length, then close); ``hang`` (reads, never answers);
     ``hang-in-body`` (a 200 whose body never ends); ``early-413`` (answers 413 after
-    the headers, without reading the body, and closes).
+    the headers, without reading the body, and closes); ``drop`` (reads the request
+    and closes without an answer).  ``answers`` counts the answers written whole.
     """
 
     daemon_threads = True
@@ -54,6 +55,7 @@ class _Recorder(socketserver.ThreadingTCPServer):
         self.behaviours = list(behaviours) or ["ok"]
         self.requests: list[dict] = []
         self.connections = 0
+        self.answers = 0
         self.lock = threading.Lock()
         self.release = threading.Event()
         self.closed = threading.Event()  # set when a handler has closed its connection
@@ -115,6 +117,8 @@ class _RecordingHandler(socketserver.StreamRequestHandler):
             if behaviour == "hang":
                 server.release.wait(10)
                 return
+            if behaviour == "drop":
+                return
             if behaviour == "retry-after":
                 self.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n")
                 continue
@@ -122,6 +126,8 @@ class _RecordingHandler(socketserver.StreamRequestHandler):
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
                 return
             self.wfile.write(_OK)
+            with server.lock:
+                server.answers += 1
             if behaviour == "ok-then-close":
                 return
 

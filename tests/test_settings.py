@@ -18,8 +18,14 @@ def test_defaults():
     assert s.traces.protocol == "http/protobuf"
     assert s.traces.endpoint == "http://localhost:4318/v1/traces"
     assert s.logs.endpoint == "http://localhost:4318/v1/logs"
-    assert s.bsp == BatchOptions(schedule_delay=5.0, max_queue_size=2048, max_export_batch_size=512)
+    assert s.bsp == BatchOptions(schedule_delay=5.0, max_queue_size=2048, max_export_batch_size=512, send_ahead=True)
     assert s.blrp == BatchOptions(schedule_delay=1.0, max_queue_size=2048, max_export_batch_size=512)
+
+
+def test_send_ahead_can_be_turned_off_and_never_applies_to_logs():
+    s = load({"GUNICORN_OTEL_SEND_AHEAD": "false"})
+    assert s.bsp.send_ahead is False
+    assert load({}).blrp.send_ahead is False
 
 
 def test_per_signal_values_win_over_general_ones():

@@ -22,6 +22,7 @@ The same object serves native threads and greenlets.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 
@@ -31,18 +32,20 @@ class ExportHealth:
         self.failing = False
         self.stalled = False
         self._in_flight: dict[int, float] = {}
-        self._tokens = 0
+        self._tokens = itertools.count(1)  # next() is atomic: exports start in several threads
 
     def begin(self) -> int:
         """Record an export starting; returns the token ``end`` takes."""
-        self._tokens += 1
-        token = self._tokens
+        token = next(self._tokens)
         self._in_flight[token] = time.monotonic()
         return token
 
     def end(self, token: int, ok: bool) -> None:
         started = self._in_flight.pop(token, None)
-        prompt = started is not None and time.monotonic() - started < self.slow_after
+        self.outcome(ok, prompt=started is not None and time.monotonic() - started < self.slow_after)
+
+    def outcome(self, ok: bool, prompt: bool) -> None:
+        """An export ended: ``ok``, and ``prompt`` if its answer came within ``slow_after``."""
         self.failing = not (ok and prompt)
         if ok and prompt:
             self.stalled = False

@@ -19,10 +19,13 @@ exporter (retries, backoff, ``Retry-After``, logging):
 
 * the batch goes to the export thread instead, unchanged, when exports are not
   healthy (``export_health``), when no connection is ready (the export thread
-  opens them, so no producer ever waits on ``connect`` or DNS), when
+  opens them, so no producer ever waits on ``connect`` or DNS; an idle one the
+  collector closed is found by a zero-timeout ``poll`` and dropped), when
   ``max_in_flight`` sends are still unanswered, when the body cannot be built
   here (``FastOTLPSpanExporter.lane_body``: an encoding error, a body over
   ``max_request_size``), or when another producer is using the sender;
+  anything that goes wrong while sending hands the batch over too, and never
+  reaches the request;
 * an answer other than 2xx/3xx, a connection closed or reset before an answer,
   or a send that fails: the batch goes to the export thread, whose SDK exporter
   sends it again and retries as it always does (one attempt more than the SDK
@@ -35,8 +38,16 @@ exporter (retries, backoff, ``Retry-After``, logging):
 What goes on the wire is byte for byte what ``http_transport.ExportTransport``
 sends for the same export (the request is rendered by the same
 ``http.client`` code; ``tests/test_send_ahead.py``).  Only for plain ``http://``
-routes that transport sends itself (no proxy, no netrc); anything else keeps
-the export thread for every batch.
+routes that transport sends itself (no proxy, no netrc) and without
+compression (gzip costs milliseconds per batch, which no request or event
+loop should pay); anything else keeps the export thread for every batch.
+
+A send counts for ``export_health`` when it ends: a failure makes exports
+unhealthy, and a success makes them healthy again only if its answer was read
+within ``slow_after`` of the send (an answer may wait unread in the socket; a
+late read says nothing about the collector).  A collector that stops answering
+is found by the export thread's own exports: once ``max_in_flight`` sends are
+unanswered, full batches go to it.
 
 State has one owner at a time: producers take the lock without blocking (a
 producer that finds it taken leaves the batch to the queue), and the export
@@ -45,6 +56,7 @@ thread takes a sent batch out of ``_in_flight`` before it blocks on its answer.
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import threading
@@ -53,11 +65,19 @@ from dataclasses import dataclass, field
 
 from gunicorn_otel._worker.http_transport import ExportTransport, Route, _OneSendConnection, direct_route
 
+log = logging.getLogger(__name__)
+
 # What this module reads of the SDK's private ``_OTLPHTTPClient`` (``exporter._client``);
 # without any of them, every batch stays the export thread's.
 CLIENT_ATTRIBUTES = ("_endpoint", "_headers", "_timeout", "_compress", "_transport")
-_SEND_BUFFER = 1 << 20  # a 512-span body is ~100 KiB: one non-blocking send takes it whole
+# A 512-span body is ~100 KiB: with this send buffer (the kernel caps it at
+# net.core.wmem_max) one non-blocking send usually takes it whole; the rest,
+# if any, goes out at the next look.
+_SEND_BUFFER = 1 << 20
 _READ = 65536
+_CONNECT_TIMEOUT = 2.0  # seconds the export thread may spend opening one connection
+_RECONNECT_AFTER = 10.0  # seconds between attempts once connecting failed
+_LONGEST_WAIT = 3600.0  # one poll; the deadline is checked again after it
 
 
 class _Rendering(_OneSendConnection):
@@ -82,7 +102,7 @@ class _Sent:
 
     conn: socket.socket
     batch: list
-    token: int  # ExportHealth token
+    sent_at: float
     deadline: float
     unsent: bytes = b""
     received: bytearray = field(default_factory=bytearray)
@@ -99,35 +119,46 @@ class _Answer:
         self.reusable = reusable
 
 
+def _number(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _parse(received: bytearray, eof: bool) -> _Answer | None:
     """The answer in ``received``, or None while more is needed.
 
     Only the status decides the outcome, as in the SDK, but the body is read
-    as ``http.client`` reads it: to its ``Content-Length``, or to the close of
-    the connection when there is none.  Raises ``ConnectionError`` for a
+    as ``http.client`` reads it: to its ``Content-Length``, none for 1xx, 204
+    and 304, or to the close of the connection when there is no length.
+    Interim 1xx answers are skipped.  Raises ``ConnectionError`` for a
     connection closed before a status line (the SDK retries that) and
     ``BodyCutShort`` for one closed inside the body (the SDK does not).  A
     chunked body is not read: its status decides and the connection is closed.
     """
-    head_end = received.find(b"\r\n\r\n")
-    if head_end < 0:
-        if eof:
-            raise ConnectionError("connection closed before an answer")
-        return None
-    lines = bytes(received[:head_end]).decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/") or not code.isdigit():
-        raise ConnectionError(f"not an HTTP answer: {lines[0][:80]!r}")
-    status = int(code)
-    length = None
+    while True:
+        head_end = received.find(b"\r\n\r\n")
+        if head_end < 0:
+            if eof:
+                raise ConnectionError("connection closed before an answer")
+            return None
+        lines = bytes(received[:head_end]).decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        status = _number(code)
+        if not version.startswith("HTTP/") or status is None:
+            raise ConnectionError(f"not an HTTP answer: {lines[0][:80]!r}")
+        if 100 <= status < 200:  # interim (100 Continue): the answer follows
+            del received[: head_end + 4]
+            continue
+        break
+    length = 0 if status in (204, 304) else None
     chunked = False
     reusable = version == "HTTP/1.1"
     for line in lines[1:]:
         name, _, value = line.partition(":")
         name = name.strip().lower()
-        if name == "content-length" and value.strip().isdigit():
-            length = int(value.strip())
+        if name == "content-length" and length is None:
+            length = _number(value)
         elif name == "transfer-encoding":
             chunked = True
         elif name == "connection" and "close" in value.lower():
@@ -155,18 +186,21 @@ class SendAhead:
         self.exporter = exporter  # CountingExporter over FastOTLPSpanExporter
         self.route = route
         self.max_in_flight = max_in_flight
-        self.done = 0  # items whose outcome this sender counted (read by force_flush)
         self.sent = 0  # batches sent here (tests and benchmarks read it)
         self._lock = threading.Lock()
-        self._done_lock = threading.Lock()
-        self._idle: list[socket.socket] = []
+        self._idle: list[tuple[socket.socket, float]] = []  # (connection, idle since)
         self._in_flight: list[_Sent] = []
         self._reading = 0  # sends the export thread took out to read
         self._closed = False
+        self._connect_failed_at: float | None = None
 
     @classmethod
     def for_exporter(cls, exporter) -> SendAhead | None:
-        """A sender for ``exporter`` (a ``CountingExporter``), or None where only the export thread may send."""
+        """A sender for ``exporter`` (a ``CountingExporter``), or None where only the export thread may send.
+
+        Not with compression: gzip of a batch costs milliseconds, which the
+        request (or the whole event loop) that filled it must not pay.
+        """
         inner = getattr(exporter, "inner", None)
         client = getattr(inner, "_client", None)
         if client is None or getattr(inner, "lane_body", None) is None:
@@ -175,8 +209,16 @@ class SendAhead:
             return None
         if not isinstance(client._transport, ExportTransport):
             return None
+        if getattr(getattr(client, "_compression", None), "value", "none") != "none":
+            return None
         route = direct_route(client._endpoint)
-        return cls(exporter, route) if route is not None else None
+        if route is None:
+            return None
+        try:  # a header http.client refuses: leave every batch to the SDK exporter, which reports it
+            render(route, client._headers, b"")
+        except Exception:  # noqa: BLE001
+            return None
+        return cls(exporter, route)
 
     @property
     def pending(self) -> int:
@@ -188,41 +230,60 @@ class SendAhead:
     def pump(self, batcher) -> bool:
         """Read answers that arrived; send one full batch of ``batcher``'s if it may.  Never blocks.
 
-        True if a batch was taken from the queue (sent, or handed to the export thread).
+        True if a batch was taken from the queue (sent, or handed to the export
+        thread).  Nothing here raises into the request: a failure hands the
+        batch to the export thread.
         """
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            self._read_arrived(batcher)
-            if (
-                self._closed
-                or not self._idle
-                or len(self._in_flight) >= self.max_in_flight
-                or not batcher.health.healthy()
-            ):
+            try:
+                self._read_arrived(batcher)
+            except Exception:
+                log.debug("gunicorn-otel: reading answers failed", exc_info=True)
+            if self._closed or len(self._in_flight) >= self.max_in_flight or not batcher.health.healthy():
+                return False
+            conn = self._idle_connection()
+            if conn is None:
                 return False
             batch = batcher._take()
             if not batch:
+                self._idle.append((conn, time.monotonic()))
                 return False
-            body = self.exporter.inner.lane_body(batch)
-            if body is None:
+            try:
+                self._send(conn, batch, batcher)
+            except Exception:
+                log.debug("gunicorn-otel: send-ahead failed; the export thread sends the batch", exc_info=True)
+                conn.close()
                 batcher.hand_over(batch)
-                return True
-            conn = self._idle.pop()
-            client = self.exporter.inner._client
-            sent = _Sent(
-                conn,
-                batch,
-                batcher.health.begin(),
-                time.monotonic() + client._timeout,
-                render(self.route, client._headers, body),
-            )
-            self.sent += 1
-            self._in_flight.append(sent)
-            self._write(sent, batcher)
             return True
         finally:
             self._lock.release()
+
+    def _idle_connection(self) -> socket.socket | None:
+        """An idle connection the collector has not closed meanwhile (checked with a zero-timeout poll)."""
+        while self._idle:
+            conn, _ = self._idle.pop()
+            poller = select.poll()
+            poller.register(conn, select.POLLIN)
+            if not poller.poll(0):  # an idle HTTP/1.1 connection has nothing to read unless it is closing
+                return conn
+            conn.close()
+        return None
+
+    def _send(self, conn: socket.socket, batch: list, batcher) -> None:
+        body = self.exporter.inner.lane_body(batch)
+        if body is None:
+            self._idle.append((conn, time.monotonic()))
+            batcher.hand_over(batch)
+            return
+        client = self.exporter.inner._client
+        data = render(self.route, client._headers, body)
+        now = time.monotonic()
+        sent = _Sent(conn, batch, now, now + client._timeout, data)
+        self._in_flight.append(sent)
+        self.sent += 1
+        self._write(sent, batcher)
 
     def _write(self, sent: _Sent, batcher) -> None:
         try:
@@ -239,10 +300,10 @@ class SendAhead:
         for sent in list(self._in_flight):
             if sent.unsent:
                 self._write(sent, batcher)
-                if sent.unsent or sent not in self._in_flight:
+                if sent not in self._in_flight:
                     continue
             try:
-                answer = self._receive(sent, wait=0.0)
+                answer = self._receive(sent)
             except BodyCutShort as error:
                 self._in_flight.remove(sent)
                 sent.conn.close()
@@ -259,38 +320,38 @@ class SendAhead:
     # -- the export thread -------------------------------------------------------------
 
     def settle(self, batcher) -> None:
-        """In the export thread: read every outstanding answer (blocking), then open connections."""
-        while True:
-            with self._lock:
-                if not self._in_flight:
-                    break
-                sent = self._in_flight.pop(0)
-                self._reading += 1
+        """In the export thread: read the answers outstanding now (blocking, each to its deadline)."""
+        with self._lock:
+            taken, self._in_flight = self._in_flight, []
+            self._reading += len(taken)
+        for sent in taken:
             try:
                 self._finish(sent, batcher)
+            except Exception:
+                log.debug("gunicorn-otel: reading an answer failed", exc_info=True)
+                self._fail_over(sent, batcher)
             finally:
                 with self._lock:
                     self._reading -= 1
-        self._open_connections()
 
     def _finish(self, sent: _Sent, batcher) -> None:
+        """Send what is left and read the answer; the deadline bounds only the waiting."""
         try:
             while sent.unsent:
-                remaining = sent.deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                _wait(sent.conn, select.POLLOUT, remaining)
                 try:
                     sent.unsent = sent.unsent[sent.conn.send(sent.unsent) :]
                 except BlockingIOError:
                     pass
+                if not sent.unsent:
+                    break
+                # An answer before the whole body (413, 429, 503) is read, as urllib3 reads it.
+                if _wait(sent.conn, select.POLLOUT | select.POLLIN, sent.deadline) & select.POLLIN:
+                    break
             while True:
-                remaining = sent.deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                answer = self._receive(sent, wait=remaining)
+                answer = self._receive(sent)  # what already arrived counts, whatever the clock says
                 if answer is not None:
                     break
+                _wait(sent.conn, select.POLLIN, sent.deadline)
         except TimeoutError:
             sent.conn.close()
             self._count(sent, batcher, False, f"no answer within {self.exporter.inner._client._timeout:g}s")
@@ -302,43 +363,52 @@ class SendAhead:
         except OSError:
             self._fail_over(sent, batcher)
             return
+        if sent.unsent:
+            answer.reusable = False  # the rest of the body is still unsent
         self._resolve(sent, answer, batcher)
 
-    def _open_connections(self) -> None:
+    def open_connections(self) -> None:
+        """In the export thread: keep ``max_in_flight`` connections; after a failure, try again 10 s later."""
         while True:
             with self._lock:
                 if self._closed or len(self._idle) + self.pending >= self.max_in_flight:
                     return
-            try:
-                conn = socket.create_connection(
-                    (self.route.host, self.route.port), self.exporter.inner._client._timeout
-                )
-            except OSError:
-                return  # the SDK's exporter reports an unreachable collector; try again next time
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
-            conn.setblocking(False)
-            self._idle.append(conn)
-            if self._closed:
-                self._close_idle()
+            failed_at = self._connect_failed_at
+            if failed_at is not None and time.monotonic() - failed_at < _RECONNECT_AFTER:
                 return
+            timeout = min(self.exporter.inner._client._timeout, _CONNECT_TIMEOUT)
+            try:
+                conn = socket.create_connection((self.route.host, self.route.port), timeout)
+            except OSError:
+                self._connect_failed_at = time.monotonic()
+                return  # the SDK's exporter reports an unreachable collector
+            self._connect_failed_at = None
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+                conn.setblocking(False)
+            except OSError:
+                conn.close()
+                return
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    return
+                self._idle.append((conn, time.monotonic()))
 
     def close(self) -> None:
-        self._closed = True
-        self._close_idle()
-
-    def _close_idle(self) -> None:
-        while True:
-            try:
-                self._idle.pop().close()
-            except IndexError:
-                return
+        """No more sends; close idle connections and those of sends nobody reads any more."""
+        with self._lock:
+            self._closed = True
+            for conn, _ in self._idle:
+                conn.close()
+            self._idle.clear()
+            for sent in self._in_flight:
+                sent.conn.close()
 
     # -- outcomes ---------------------------------------------------------------------
 
-    def _receive(self, sent: _Sent, wait: float) -> _Answer | None:
-        if wait > 0:
-            _wait(sent.conn, select.POLLIN, wait)
+    def _receive(self, sent: _Sent) -> _Answer | None:
         try:
             chunk = sent.conn.recv(_READ)
         except BlockingIOError:
@@ -348,9 +418,9 @@ class SendAhead:
 
     def _resolve(self, sent: _Sent, answer: _Answer, batcher) -> None:
         if answer.reusable and not self._closed:
-            self._idle.append(sent.conn)  # atomic under the GIL; the caller may or may not hold the lock
+            self._idle.append((sent.conn, time.monotonic()))  # atomic under the GIL, lock held or not
             if self._closed:  # close() ran meanwhile: nothing may stay open
-                self._close_idle()
+                sent.conn.close()
         else:
             sent.conn.close()
         if 200 <= answer.status < 400:
@@ -362,18 +432,30 @@ class SendAhead:
         """Leave the batch to the export thread's SDK exporter (which sends it again, with retries)."""
         if close:
             sent.conn.close()
-        batcher.health.end(sent.token, False)
+        batcher.health.outcome(False, prompt=False)
         batcher.hand_over(sent.batch)
 
     def _count(self, sent: _Sent, batcher, ok: bool, reason: str | None = None) -> None:
-        batcher.health.end(sent.token, ok)
+        # The answer may have waited unread in the socket: only one read within
+        # ``slow_after`` of the send says the collector is prompt.  A late read
+        # of a success says nothing either way.
+        prompt = time.monotonic() - sent.sent_at < batcher.health.slow_after
+        if not ok or prompt:
+            batcher.health.outcome(ok, prompt)
         self.exporter.record(len(sent.batch), ok, reason)
-        with self._done_lock:  # producers and the export thread both count
-            self.done += len(sent.batch)
+        batcher.resolved(sent.batch)
 
 
-def _wait(conn: socket.socket, event: int, timeout: float) -> None:
-    poller = select.poll()
-    poller.register(conn, event)
-    if not poller.poll(max(timeout, 0.0) * 1000):
+def _wait(conn: socket.socket, events: int, deadline: float) -> int:
+    """Wait for ``events`` on ``conn`` until ``deadline`` (monotonic); the events seen, or TimeoutError."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
         raise TimeoutError
+    poller = select.poll()
+    poller.register(conn, events)
+    ready = poller.poll(min(remaining, _LONGEST_WAIT) * 1000)
+    if not ready:
+        if deadline - time.monotonic() <= 0:
+            raise TimeoutError
+        return 0
+    return ready[0][1]

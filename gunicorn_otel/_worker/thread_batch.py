@@ -44,7 +44,8 @@ Here:
   slow, nobody waits: the queue fills and the newest items are dropped and
   counted (``queue_full``), and the log says so (``drop_notice``).
 * Memory stays bounded: ``max_queue_size`` queued items plus the one batch in
-  flight.
+  flight, plus, with send-ahead, ``SendAhead.max_in_flight`` batches sent and
+  unanswered (with their request bytes) and the batches they hand over.
 * ``force_flush`` and ``shutdown`` honour their timeouts from any thread;
   items still queued or in an abandoned export at the shutdown deadline are
   counted as ``shutdown_deadline``.
@@ -76,6 +77,13 @@ log = logging.getLogger(__name__)
 
 def _succeeded(result) -> bool:
     return getattr(result, "name", None) == "SUCCESS"
+
+
+class _Batch(list):
+    """Items taken from the queue together; ``first`` is the take order of the first (1-based)."""
+
+    __slots__ = ("first",)
+    first: int
 
 
 class ThreadBatcher(Admitting):
@@ -110,7 +118,11 @@ class ThreadBatcher(Admitting):
         self._waiting = 0
         self._queued = itertools.count(1)  # items ever queued (next() is atomic under the GIL)
         self._last_queued = 0  # value the last next() returned, read by force_flush
-        self._done = 0  # items taken from the queue and finished (exporter thread only)
+        # Batches taken and not yet resolved, by the take order of their first item
+        # (producers take batches too, with send-ahead): force_flush waits on these.
+        self._take_lock = threading.Lock()
+        self._taken = 0
+        self._outstanding: dict[int, int] = {}
         self._flush_requested = False
         self._thread: threading.Thread | None = None
         self._clock: int | None = None  # the export thread's CPU-time clock
@@ -195,12 +207,17 @@ class ThreadBatcher(Admitting):
 
     def _take(self) -> list:
         queue = self._queue
-        batch = []
-        for _ in range(min(self.batch_size, len(queue))):
-            try:
-                batch.append(queue.popleft())
-            except IndexError:  # ``shutdown`` took the rest at the deadline
-                break
+        batch = _Batch()
+        with self._take_lock:
+            for _ in range(min(self.batch_size, len(queue))):
+                try:
+                    batch.append(queue.popleft())
+                except IndexError:  # ``shutdown`` took the rest at the deadline
+                    break
+            batch.first = self._taken + 1
+            self._taken += len(batch)
+            if batch:
+                self._outstanding[batch.first] = len(batch)
         if self._waiting:
             with self._cond:
                 self._cond.notify_all()
@@ -217,10 +234,15 @@ class ThreadBatcher(Admitting):
         finally:
             self.health.end(started, ok)
             detach(token)
-            self._done += len(batch)
-            if self._waiting or self._flush_requested:
-                with self._cond:
-                    self._cond.notify_all()
+            self.resolved(batch)
+
+    def resolved(self, batch: list) -> None:
+        """Every item of ``batch`` (from ``_take``) is counted: exported, or dropped by a reason."""
+        with self._take_lock:
+            self._outstanding.pop(getattr(batch, "first", 0), None)
+        if self._waiting or self._flush_requested:
+            with self._cond:
+                self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
@@ -231,31 +253,34 @@ class ThreadBatcher(Admitting):
             while self._queue and (everything or len(self._queue) >= self.batch_size):
                 self._export(self._take())
                 everything = everything or self._flush_requested or self._shutdown
-            self._settle()
-            if self._shutdown and not self._queue and not self._handed:
+            self._settle(open_connections=not self._shutdown)
+            ahead = self.send_ahead
+            if self._shutdown and not self._queue and not self._handed and not (ahead and ahead.pending):
                 return
 
-    def _settle(self) -> None:
-        """What the sender left: answers nobody read yet, batches handed over, connections to open."""
+    def _settle(self, open_connections: bool = False) -> None:
+        """What the sender left: answers nobody read yet, batches handed over; then connections to open."""
         ahead = self.send_ahead
         if ahead is not None:
-            ahead.settle(self)
+            try:
+                ahead.settle(self)
+            except Exception:  # keep the export thread alive; the sends it held are handed over or counted
+                log.exception("gunicorn-otel: reading %s answers failed", self.signal)
         while self._handed:
             self._export(self._handed.popleft())
-        if ahead is not None and self._waiting:
-            with self._cond:
-                self._cond.notify_all()
+        if ahead is not None and open_connections and self.health.healthy():
+            ahead.open_connections()
 
     # -- flush and shutdown --------------------------------------------------
 
-    def _finished(self) -> int:
-        """Items whose outcome is counted: by the export thread, and by the sender."""
-        ahead = self.send_ahead
-        return self._done + (ahead.done if ahead is not None else 0)
+    def _flushed(self, target: int) -> bool:
+        """Whether the first ``target`` items queued have all been taken and resolved."""
+        with self._take_lock:
+            return self._taken >= target and all(first > target for first in self._outstanding)
 
     def _wait_done(self, target: int, deadline: float) -> bool:
         with self._cond:
-            while self._finished() < target:
+            while not self._flushed(target):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -267,7 +292,7 @@ class ThreadBatcher(Admitting):
         if self._shutdown or self._generation != forksafe.generation:
             return False
         target = self._last_queued
-        if self._finished() >= target:
+        if self._flushed(target):
             return True
         self._flush_requested = True
         try:
@@ -292,8 +317,8 @@ class ThreadBatcher(Admitting):
             finished = not thread.is_alive()
         ahead = self.send_ahead
         if ahead is not None:
-            finished = finished and not ahead.pending
-            ahead.close()
+            ahead.close()  # after it no producer sends; an unanswered send is counted by the runtime
+            finished = finished and not ahead.pending and not self._handed
         if not finished:
             # Take what is still queued item by item (each popleft is atomic),
             # so an item the export thread takes meanwhile is its own.  The
