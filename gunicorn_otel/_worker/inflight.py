@@ -53,7 +53,9 @@ class InflightSpans(SpanProcessor):
         # get_ident names the greenlet, not the native thread.
         self._ident = threading.get_ident
         self._environ = access_log.current_environ.get
-        self._live: dict[int, tuple[Span, int]] = {}
+        # span id -> (span, thread ident).  Never rebound: ``ActiveSpanProcessor``
+        # holds the same dict and reads it for emptiness only.
+        self.live: dict[int, tuple[Span, int]] = {}
 
     # Every span passes here twice, so both methods read the SDK span's private
     # fields where ``otlp_wire`` has checked their layout (SpanContext is a
@@ -69,7 +71,7 @@ class InflightSpans(SpanProcessor):
             if parent is not None and not parent.is_remote:
                 return
             span_id = span.get_span_context().span_id
-        live = self._live
+        live = self.live
         if len(live) < MAX_TRACKED:
             live[span_id] = (span, self._ident())
         environ = self._environ()
@@ -78,14 +80,14 @@ class InflightSpans(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         # The SDK passes a ReadableSpan copy, not the live span: key by span id.
-        if self._live:
-            self._live.pop(span._context[1] if _FAST else span.context.span_id, None)  # type: ignore[index]
+        if self.live:
+            self.live.pop(span._context[1] if _FAST else span.context.span_id, None)  # type: ignore[index]
 
     def open_spans(self, only_ident: int | None = None) -> list[Span]:
         """Open local roots, oldest first; only those started by ``only_ident`` if given."""
         # tuple() of a dict view runs in C without releasing the GIL: no
         # other thread can resize the dict under it.
-        entries = tuple(self._live.values())
+        entries = tuple(self.live.values())
         return [span for span, ident in entries if only_ident is None or ident == only_ident]
 
 

@@ -71,6 +71,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status, StatusCode
 
 __all__ = ["EncodedSpan", "encode_span", "encode_spans"]
@@ -147,6 +148,8 @@ _LINK_FLAGS = (_flags(b"\x35", False), _flags(b"\x35", True))  # field 6, wire t
 _KIND = {id(kind): b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}
 # Status.code (field 3); UNSET (0) is the default and is not written.
 _STATUS_CODE = {id(code): (b"\x18" + _SMALL[code.value] if code.value else b"") for code in StatusCode}
+# Span.status (field 15) without a description: the code only.
+_STATUS_FIELD = {key: b"\x7a" + _SMALL[len(code)] + code for key, code in _STATUS_CODE.items()}
 
 # -- attributes --------------------------------------------------------------------
 
@@ -332,12 +335,17 @@ def _span(span) -> bytes:
     context = span._context
     trace_id = context[0]
     parts = [_pack_ids(0x0A, 16, trace_id >> 64, trace_id & _U64, 0x12, 8, context[1])]
-    if context[4]:
-        parts.append(_trace_state(context[4]))
+    trace_state = context[4]
+    # TraceState's truth is a Python-level __len__: skip it for the SDK's shared empty one.
+    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+        parts.append(_trace_state(trace_state))
     parent = span._parent
     if parent is not None:
         parts.append(_pack_parent(0x22, 8, parent[1]))
-    parts.append(_name_kind(span._name, span._kind))
+    name, kind = span._name, span._kind
+    names = _name_kind_cache.get(id(kind))
+    encoded = names.get(name) if names is not None else None
+    parts.append(encoded if encoded is not None else _name_kind(name, kind))
     start, end = span._start_time, span._end_time
     if start and end:
         parts.append(_pack_times(0x39, start, 0x41, end))
@@ -375,13 +383,13 @@ def _span(span) -> bytes:
     status = span._status
     if status is not None:
         if status.__class__ is Status:  # skip two property calls
-            code, description = _STATUS_CODE[id(status._status_code)], status._description
+            status_code, description = status._status_code, status._description
         else:
-            code, description = _STATUS_CODE[id(status.status_code)], status.description
+            status_code, description = status.status_code, status.description
         if description:
-            parts.append(_len_field(b"\x7a", _str_field(b"\x12", description) + code))
+            parts.append(_len_field(b"\x7a", _str_field(b"\x12", description) + _STATUS_CODE[id(status_code)]))
         else:
-            parts.append(b"\x7a" + _SMALL[len(code)] + code)
+            parts.append(_STATUS_FIELD[id(status_code)])
     parts.append(_SPAN_FLAGS[1] if parent is not None and parent[2] else _SPAN_FLAGS[0])
     return b"".join(parts)
 
@@ -490,26 +498,20 @@ def _official_span(span) -> bytes:
     return _encode_span(span).SerializeToString()
 
 
-class EncodedSpan:
-    """One ended span, already encoded: what a batch queue holds instead of the span.
-
-    A queued ``ReadableSpan`` keeps a dozen garbage-collected objects alive
-    (attributes, events, links, context, status, locks) until its batch is
-    exported; thousands of them in a queue kept the cyclic GC running, which
-    cost more than encoding itself (``bench/queue_gc_bench.py``,
-    docs/gevent.md).  This holds one bytes object, which the GC never scans,
-    plus the resource and scope it is grouped by, which every span shares.
-    """
-
-    __slots__ = ("resource", "scope", "body")
-
-    def __init__(self, resource, scope, body: bytes) -> None:
-        self.resource = resource
-        self.scope = scope
-        self.body = body
+# One ended span, already encoded: what a batch queue holds instead of the span,
+# as a plain tuple (resource, scope, Span message body): a tuple display is
+# the cheapest object Python builds, with no ``__init__`` call per span.
+#
+# A queued ``ReadableSpan`` keeps a dozen garbage-collected objects alive
+# (attributes, events, links, context, status, locks) until its batch is
+# exported; thousands of them in a queue kept the cyclic GC running, which
+# cost more than encoding itself (``bench/queue_gc_bench.py``, docs/gevent.md).
+# This holds one bytes object, which the GC never scans, plus the resource and
+# scope it is grouped by, which every span shares.
+EncodedSpan = tuple
 
 
-def encode_span(span: ReadableSpan) -> EncodedSpan:
+def encode_span(span: ReadableSpan) -> tuple:
     """Encode one ended span now, so the queue need not keep it (see ``EncodedSpan``).
 
     ``encode_spans`` takes the result in place of the span and writes exactly
@@ -517,10 +519,10 @@ def encode_span(span: ReadableSpan) -> EncodedSpan:
     """
     if _fast_classes.get(span.__class__):  # ``_span_parts``' first branch, one call less per span
         try:
-            return EncodedSpan(span._resource, span._instrumentation_scope or None, _span(span))
+            return (span._resource, span._instrumentation_scope or None, _span(span))
         except Exception:  # noqa: BLE001 - ``_span_parts`` logs it and asks the official encoder
             pass
-    return EncodedSpan(*_span_parts(span))
+    return _span_parts(span)
 
 
 def _span_parts(span) -> tuple:
@@ -536,8 +538,8 @@ def _span_parts(span) -> tuple:
 def encode_spans(spans: Sequence) -> bytes:
     """Serialized ``ExportTraceServiceRequest`` for ``spans`` (same bytes as the official encoder).
 
-    Each item is a ``ReadableSpan`` or the ``EncodedSpan`` that ``encode_span``
-    made of one.
+    Each item is a ``ReadableSpan`` or the ``EncodedSpan`` tuple that
+    ``encode_span`` made of one.
     """
     # {Resource: {scope: [span fields]}}: a dict keyed by the objects themselves,
     # as the official encoder groups (equal resources or scopes merge, first-seen
@@ -547,8 +549,8 @@ def encode_spans(spans: Sequence) -> bytes:
     by_identity: dict = {}
     last_resource = last_scope = last_list = None
     for item in spans:
-        if item.__class__ is EncodedSpan:
-            resource, scope, body = item.resource, item.scope, item.body
+        if item.__class__ is tuple:  # EncodedSpan
+            resource, scope, body = item
         else:
             resource, scope, body = _span_parts(item)
         if resource is not last_resource or scope is not last_scope or last_list is None:

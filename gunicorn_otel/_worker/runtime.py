@@ -168,17 +168,17 @@ class Runtime:
         from gunicorn_otel._worker.sampling import build_sampler
 
         s = self.settings
+        from gunicorn_otel._worker.active_span_processor import ActiveSpanProcessor
+        from gunicorn_otel._worker.inflight import InflightSpans
+
+        self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, s.bsp)
+        self.inflight = InflightSpans()
         provider = TracerProvider(
             resource=resource,
             sampler=build_sampler(s.sampler, s.sampler_arg),
             shutdown_on_exit=False,
+            active_span_processor=ActiveSpanProcessor(self._span_processor, self.inflight),
         )
-        self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, s.bsp)
-        provider.add_span_processor(self._span_processor)
-        from gunicorn_otel._worker.inflight import InflightSpans
-
-        self.inflight = InflightSpans()
-        provider.add_span_processor(self.inflight)
         self.tracer_provider = provider
         _set_global("TracerProvider", trace.set_tracer_provider, trace.get_tracer_provider, provider)
 

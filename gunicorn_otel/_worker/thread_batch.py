@@ -59,7 +59,6 @@ off while exports are unhealthy.  ``bench/saturation.py`` measures its p99.
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import threading
 import time
@@ -116,8 +115,6 @@ class ThreadBatcher(Admitting):
         self._wake = threading.Event()
         self._cond = threading.Condition(threading.Lock())
         self._waiting = 0
-        self._queued = itertools.count(1)  # items ever queued (next() is atomic under the GIL)
-        self._last_queued = 0  # value the last next() returned, read by force_flush
         # Batches taken and not yet resolved, by the take order of their first item
         # (producers take batches too, with send-ahead): force_flush waits on these.
         self._take_lock = threading.Lock()
@@ -138,7 +135,6 @@ class ThreadBatcher(Admitting):
         if item is REFUSED:
             return
         queue.append(item)
-        self._last_queued = next(self._queued)
         queued = len(queue)
         if queued >= self.batch_size:
             # The sender gets one try per batch's worth of items: where it can't
@@ -291,7 +287,8 @@ class ThreadBatcher(Admitting):
         """Export everything queued now; give up after ``timeout`` seconds."""
         if self._shutdown or self._generation != forksafe.generation:
             return False
-        target = self._last_queued
+        with self._take_lock:  # every item queued so far: taken, or still in the queue
+            target = self._taken + len(self._queue)
         if self._flushed(target):
             return True
         self._flush_requested = True
