@@ -309,19 +309,22 @@ def test_caches_stay_correct_across_calls_and_when_full(monkeypatch):
     spans = make_spans()
     first = assert_same_as_official(spans)
     assert otlp_wire.encode_spans(spans) == first  # now from warm caches
-    for cache in (otlp_wire._kv_cache, otlp_wire._key_cache, otlp_wire._resource_cache, otlp_wire._scope_cache):
+    caches = (otlp_wire._kv_cache, otlp_wire._span_kv_cache, otlp_wire._key_cache)
+    for cache in (*caches, otlp_wire._resource_cache, otlp_wire._scope_cache):
         cache.clear()
     monkeypatch.setattr(otlp_wire, "_CACHE_ENTRIES", 3)
     monkeypatch.setattr(otlp_wire, "_OBJ_CACHE_ENTRIES", 1)
     assert otlp_wire.encode_spans(spans) == first
     assert otlp_wire.encode_spans(spans) == first
-    assert len(otlp_wire._kv_cache) <= 3 and len(otlp_wire._resource_cache) <= 1
+    assert len(otlp_wire._kv_cache) <= 3 and len(otlp_wire._span_kv_cache) <= 3
+    assert len(otlp_wire._resource_cache) <= 1
     # Long values are not cached at all.
     context = SpanContext(trace_id=1, span_id=2, is_remote=False)
     long = [ReadableSpan("x" * 300, context, attributes={"k" * 300: "v" * 300, "f" * 300: 1.0})]
     assert_same_as_official(long)
     assert ("k" * 300, "v" * 300, str) not in otlp_wire._kv_cache
-    assert otlp_wire._kv_cache  # the short pairs above were cached
+    assert ("k" * 300, "v" * 300, str) not in otlp_wire._span_kv_cache
+    assert otlp_wire._kv_cache and otlp_wire._span_kv_cache  # the short pairs above were cached
 
 
 def test_cached_pairs_keep_equal_values_of_different_types_apart():
@@ -330,6 +333,7 @@ def test_cached_pairs_keep_equal_values_of_different_types_apart():
     context = SpanContext(trace_id=1, span_id=2, is_remote=False)
     for order in ([True, 1, False, 0, "1"], [0, False, 1, True, "1"]):
         otlp_wire._kv_cache.clear()
+        otlp_wire._span_kv_cache.clear()
         spans = [ReadableSpan(f"s{i}", context, attributes={"x": v}) for i, v in enumerate(order)]
         decoded = ExportTraceServiceRequest.FromString(assert_same_as_official(spans + spans))
         values = [s.attributes[0].value.WhichOneof("value") for s in all_spans(decoded)]
@@ -365,10 +369,10 @@ def test_span_classes_overriding_properties_use_the_official_encoder(monkeypatch
 
 
 def test_a_span_our_encoder_fails_on_is_encoded_by_the_official_one(monkeypatch):
-    # Whatever _span cannot handle (a bug of ours, a new SDK field) costs speed, not data.
+    # Whatever encode_span cannot handle (a bug of ours, a new SDK field) costs speed, not data.
     spans = make_spans()
     expected = official_encode(spans).SerializeToString()
-    monkeypatch.setattr(otlp_wire, "_span", lambda span: 1 / 0)
+    monkeypatch.setattr(otlp_wire, "_pack_ids", lambda *fields: 1 / 0)  # the first step of every span
     assert otlp_wire.encode_spans(spans) == expected
     assert otlp_wire.encode_spans([otlp_wire.encode_span(span) for span in spans]) == expected
 

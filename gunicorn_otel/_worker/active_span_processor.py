@@ -12,9 +12,10 @@ loops over nothing.
 
 ``ActiveSpanProcessor`` is that multi-processor, with the two processors added
 first, and does their work directly while they are its only ones: a local
-root's start goes to ``InflightSpans.on_start``, an end to
-``InflightSpans.on_end`` (only while it tracks a span) and, for a sampled span,
-to the batcher's ``emit``, as ``BatcherSpanProcessor.on_end`` does.  Once
+root's start goes to ``InflightSpans.root_started``, an end leaves
+``InflightSpans.live`` (the pop ``InflightSpans.on_end`` makes) and, for a
+sampled span, goes to the batcher's ``emit``, as ``BatcherSpanProcessor.on_end``
+does.  Once
 anything else is added (``add_span_processor``, e.g. by a library given our
 provider), every event goes through the SDK's loop, ours included.  The fast
 path is taken only where ``otlp_wire.reads_span_fields`` has checked the
@@ -45,9 +46,8 @@ class ActiveSpanProcessor(SynchronousMultiSpanProcessor):
         # ours are the only processors.
         direct = isinstance(batch, BatcherSpanProcessor) and reads_span_fields()
         self._ours = self._span_processors if direct else None
-        self._root_started = inflight.on_start
-        self._root_ended = inflight.on_end
-        self._tracked = inflight.live  # the same dict, never rebound: read for emptiness only
+        self._root_started = inflight.root_started
+        self._tracked = inflight.live  # the same dict, never rebound (``InflightSpans.on_end`` inline)
         # Used only on the direct path, where ``batch`` is a BatcherSpanProcessor.
         self._emit: Callable[[Any], None] = batch.batcher.emit if direct else batch.on_end
 
@@ -59,7 +59,7 @@ class ActiveSpanProcessor(SynchronousMultiSpanProcessor):
         # local root has no parent or a remote one.
         parent = span._parent
         if parent is None or parent[2]:
-            self._root_started(span, parent_context)
+            self._root_started(span)
 
     def _on_ending(self, span) -> None:
         if self._span_processors is not self._ours:
@@ -69,7 +69,8 @@ class ActiveSpanProcessor(SynchronousMultiSpanProcessor):
         if self._span_processors is not self._ours:
             super().on_end(span)
             return
-        if self._tracked:
-            self._root_ended(span)
+        tracked = self._tracked
+        if tracked:  # SpanContext index 1 is span_id
+            tracked.pop(span._context[1], None)
         if span._context[3] & 1:  # trace_flags: sampled
             self._emit(span)

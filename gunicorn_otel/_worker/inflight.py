@@ -54,25 +54,22 @@ class InflightSpans(SpanProcessor):
         self._ident = threading.get_ident
         self._environ = access_log.current_environ.get
         # span id -> (span, thread ident).  Never rebound: ``ActiveSpanProcessor``
-        # holds the same dict and reads it for emptiness only.
+        # holds the same dict and pops ended spans from it as ``on_end`` does.
         self.live: dict[int, tuple[Span, int]] = {}
 
     # Every span passes here twice, so both methods read the SDK span's private
     # fields where ``otlp_wire`` has checked their layout (SpanContext is a
     # tuple: index 1 is span_id, 2 is is_remote), not through five properties.
     def on_start(self, span: Span, parent_context=None) -> None:
-        if _FAST:
-            parent = span._parent
-            if parent is not None and not parent[2]:
-                return
-            span_id = span._context[1]  # type: ignore[index]  # an SDK span always has its context
-        else:
-            parent = span.parent
-            if parent is not None and not parent.is_remote:
-                return
-            span_id = span.get_span_context().span_id
+        parent = span._parent if _FAST else span.parent
+        if parent is None or (parent[2] if _FAST else parent.is_remote):
+            self.root_started(span)
+
+    def root_started(self, span: Span) -> None:
+        """``span`` is a local root that just started (``ActiveSpanProcessor`` calls this directly)."""
         live = self.live
         if len(live) < MAX_TRACKED:
+            span_id = span._context[1] if _FAST else span.get_span_context().span_id  # type: ignore[index]
             live[span_id] = (span, self._ident())
         environ = self._environ()
         if environ is not None:
@@ -80,6 +77,7 @@ class InflightSpans(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         # The SDK passes a ReadableSpan copy, not the live span: key by span id.
+        # (``ActiveSpanProcessor.on_end`` does the same pop inline.)
         if self.live:
             self.live.pop(span._context[1] if _FAST else span.context.span_id, None)  # type: ignore[index]
 

@@ -54,7 +54,7 @@ Speed: the hot path reads the SDK's private fields (``ReadableSpan._context``,
 because the public properties copy events and links into tuples, wrap
 attributes in a proxy, and cost a Python call each; together that was a third
 of the time.  It does so only for span classes that do not override those
-properties (``_is_fast``); any other span object, and any span ``_span``
+properties (``_is_fast``); any other span object, and any span ``encode_span``
 fails on, is encoded by the official encoder's per-span function, so the
 output is still right, just not faster.  The tests
 compare bytes on real SDK spans, so an SDK change that breaks a private field
@@ -248,6 +248,19 @@ def _pairs(tag: bytes, items, out: list) -> None:
         out.append(encoded)
 
 
+# Span.attributes fields (tag 9 included), keyed as ``_kv_cache``: the span's
+# own attributes are the hottest pairs.
+_span_kv_cache: dict = {}
+
+
+def _span_pair(key: str, value, cls) -> bytes | None:
+    """The Span.attributes field of one str/int/bool pair, remembered; None (logged) if unencodable."""
+    encoded = _encoded_pair(key, value)
+    if encoded is None:
+        return None
+    return _remember(_span_kv_cache, (key, value, cls), b"\x4a" + encoded)
+
+
 _key_cache: dict = {}
 
 
@@ -327,71 +340,93 @@ def _trace_state(trace_state) -> bytes:
     return _str_field(b"\x1a", text)
 
 
-def _span(span) -> bytes:
-    """The body of one Span message (fields in number order)."""
-    # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags,
-    # trace_state, is_valid); indexing it skips five property calls
-    # (``_is_fast`` checks the layout).
-    context = span._context
-    trace_id = context[0]
-    parts = [_pack_ids(0x0A, 16, trace_id >> 64, trace_id & _U64, 0x12, 8, context[1])]
-    trace_state = context[4]
-    # TraceState's truth is a Python-level __len__: skip it for the SDK's shared empty one.
-    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
-        parts.append(_trace_state(trace_state))
-    parent = span._parent
-    if parent is not None:
-        parts.append(_pack_parent(0x22, 8, parent[1]))
-    name, kind = span._name, span._kind
-    names = _name_kind_cache.get(id(kind))
-    encoded = names.get(name) if names is not None else None
-    parts.append(encoded if encoded is not None else _name_kind(name, kind))
-    start, end = span._start_time, span._end_time
-    if start and end:
-        parts.append(_pack_times(0x39, start, 0x41, end))
-    else:
-        if start:
-            parts.append(b"\x39" + _pack_fixed64(start))
-        if end:
-            parts.append(b"\x41" + _pack_fixed64(end))
+def encode_span(span) -> tuple:
+    """One ended span encoded: ``(resource, scope, Span message body)``, an ``EncodedSpan``.
 
-    attributes = span._attributes
-    if attributes.__class__ is BoundedAttributes:  # skip its Python-level __len__
-        if attributes._dict:
-            _pairs(b"\x4a", attributes._dict.items(), parts)
-        if attributes.dropped:
-            parts.append(b"\x50" + _varint(attributes.dropped))
-    else:
-        if attributes:
-            _attributes(b"\x4a", attributes, parts)
-        if _dropped(attributes):
-            parts.append(b"\x50" + _varint(_dropped(attributes)))
+    Fields in number order.  A span class ``_is_fast`` rejects, or
+    a span this fails on, is encoded by the official encoder's per-span
+    function.  ``encode_spans`` takes the result in place of the span and
+    writes exactly the bytes it would have written for the span itself.
+    """
+    if _fast_classes.get(span.__class__) or _is_fast(span.__class__):
+        try:
+            # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags,
+            # trace_state, is_valid); indexing it skips five property calls
+            # (``_is_fast`` checks the layout).
+            context = span._context
+            trace_id = context[0]
+            parts = [_pack_ids(0x0A, 16, trace_id >> 64, trace_id & _U64, 0x12, 8, context[1])]
+            trace_state = context[4]
+            # TraceState's truth is a Python-level __len__: skip it for the SDK's shared empty one.
+            if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+                parts.append(_trace_state(trace_state))
+            parent = span._parent
+            if parent is not None:
+                parts.append(_pack_parent(0x22, 8, parent[1]))
+            name, kind = span._name, span._kind
+            names = _name_kind_cache.get(id(kind))
+            encoded = names.get(name) if names is not None else None
+            parts.append(encoded if encoded is not None else _name_kind(name, kind))
+            start, end = span._start_time, span._end_time
+            if start and end:
+                parts.append(_pack_times(0x39, start, 0x41, end))
+            else:
+                if start:
+                    parts.append(b"\x39" + _pack_fixed64(start))
+                if end:
+                    parts.append(b"\x41" + _pack_fixed64(end))
 
-    events, links = span._events, span._links
-    # BoundedList's __len__ and __iter__ are Python-level and take a lock; the
-    # span has ended, so its deques no longer change: test them directly.
-    if (
-        events.__class__ is not BoundedList
-        or links.__class__ is not BoundedList
-        or events._dq  # type: ignore[attr-defined]  # BoundedList's private deque
-        or events.dropped
-        or links._dq  # type: ignore[attr-defined]
-        or links.dropped
-    ):
-        _events_and_links(events, links, parts)
+            attributes = span._attributes
+            if attributes.__class__ is BoundedAttributes:  # skip its Python-level __len__
+                # ``_pairs`` inline, with the field tag in the cached bytes: one append per pair.
+                cache = _span_kv_cache
+                for key, value in attributes._dict.items():
+                    cls = value.__class__
+                    if (cls is str or cls is int or cls is bool) and key.__class__ is str:
+                        encoded = cache.get((key, value, cls))
+                        if encoded is None:
+                            encoded = _span_pair(key, value, cls)
+                            if encoded is None:
+                                continue
+                        parts.append(encoded)
+                    else:
+                        _pairs(b"\x4a", ((key, value),), parts)
+                if attributes.dropped:
+                    parts.append(b"\x50" + _varint(attributes.dropped))
+            else:
+                if attributes:
+                    _attributes(b"\x4a", attributes, parts)
+                if _dropped(attributes):
+                    parts.append(b"\x50" + _varint(_dropped(attributes)))
 
-    status = span._status
-    if status is not None:
-        if status.__class__ is Status:  # skip two property calls
-            status_code, description = status._status_code, status._description
-        else:
-            status_code, description = status.status_code, status.description
-        if description:
-            parts.append(_len_field(b"\x7a", _str_field(b"\x12", description) + _STATUS_CODE[id(status_code)]))
-        else:
-            parts.append(_STATUS_FIELD[id(status_code)])
-    parts.append(_SPAN_FLAGS[1] if parent is not None and parent[2] else _SPAN_FLAGS[0])
-    return b"".join(parts)
+            events, links = span._events, span._links
+            # BoundedList's __len__ and __iter__ are Python-level and take a lock; the
+            # span has ended, so its deques no longer change: test them directly.
+            if (
+                events.__class__ is not BoundedList
+                or links.__class__ is not BoundedList
+                or events._dq  # type: ignore[attr-defined]  # BoundedList's private deque
+                or events.dropped
+                or links._dq  # type: ignore[attr-defined]
+                or links.dropped
+            ):
+                _events_and_links(events, links, parts)
+
+            status = span._status
+            if status is not None:
+                if status.__class__ is Status:  # skip two property calls
+                    status_code, description = status._status_code, status._description
+                else:
+                    status_code, description = status.status_code, status.description
+                if description:
+                    parts.append(_len_field(b"\x7a", _str_field(b"\x12", description) + _STATUS_CODE[id(status_code)]))
+                else:
+                    parts.append(_STATUS_FIELD[id(status_code)])
+            parts.append(_SPAN_FLAGS[1] if parent is not None and parent[2] else _SPAN_FLAGS[0])
+            return span._resource, span._instrumentation_scope or None, b"".join(parts)
+        except Exception:  # whatever the official encoder makes of it, it makes here
+            log.debug("gunicorn-otel: span %r left to the official encoder", span._name, exc_info=True)
+    return span.resource, span.instrumentation_scope or None, _official_span(span)
 
 
 def _events_and_links(events, links, parts: list) -> None:
@@ -448,7 +483,7 @@ _BYPASSED = (
 
 
 def _context_layout_ok() -> bool:
-    """Whether SpanContext is still the tuple ``_span`` indexes."""
+    """Whether SpanContext is still the tuple ``encode_span`` indexes."""
     trace_state = TraceState([("k", "v")])
     flags = TraceFlags(1)
     context = SpanContext(1, 2, True, flags, trace_state)
@@ -461,7 +496,7 @@ _CONTEXT_LAYOUT_OK = _context_layout_ok()
 
 
 def reads_span_fields() -> bool:
-    """Whether hot paths may read the SDK span's ``_context`` and ``_parent`` as the tuples ``_span`` reads.
+    """Whether hot paths may read the SDK span's ``_context`` and ``_parent`` as the tuples ``encode_span`` reads.
 
     ``inflight`` and ``batch_processors`` check each span once per start and end;
     ``tests/test_otlp_wire.py`` proves the layout on the installed SDK.
@@ -476,7 +511,7 @@ _fast_classes: dict = {}
 
 
 def _is_fast(cls) -> bool:
-    """Whether ``_span`` may read this span class's private fields."""
+    """Whether ``encode_span`` may read this span class's private fields."""
     fast = _fast_classes.get(cls)
     if fast is None:
         fast = (
@@ -492,7 +527,7 @@ def _is_fast(cls) -> bool:
 
 
 def _official_span(span) -> bytes:
-    """One Span message from the official encoder, for span objects ``_span`` must not read."""
+    """One Span message from the official encoder, for span objects ``encode_span`` must not read."""
     from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import _encode_span
 
     return _encode_span(span).SerializeToString()
@@ -509,30 +544,6 @@ def _official_span(span) -> bytes:
 # This holds one bytes object, which the GC never scans, plus the resource and
 # scope it is grouped by, which every span shares.
 EncodedSpan = tuple
-
-
-def encode_span(span: ReadableSpan) -> tuple:
-    """Encode one ended span now, so the queue need not keep it (see ``EncodedSpan``).
-
-    ``encode_spans`` takes the result in place of the span and writes exactly
-    the bytes it would have written for the span itself.
-    """
-    if _fast_classes.get(span.__class__):  # ``_span_parts``' first branch, one call less per span
-        try:
-            return (span._resource, span._instrumentation_scope or None, _span(span))
-        except Exception:  # noqa: BLE001 - ``_span_parts`` logs it and asks the official encoder
-            pass
-    return _span_parts(span)
-
-
-def _span_parts(span) -> tuple:
-    """(resource, scope, Span message body): what a batch groups one span by, and its bytes."""
-    if _is_fast(span.__class__):
-        try:
-            return span._resource, span._instrumentation_scope or None, _span(span)
-        except Exception:  # whatever the official encoder makes of it, it makes here
-            log.debug("gunicorn-otel: span %r left to the official encoder", span._name, exc_info=True)
-    return span.resource, span.instrumentation_scope or None, _official_span(span)
 
 
 def encode_spans(spans: Sequence) -> bytes:
@@ -552,7 +563,7 @@ def encode_spans(spans: Sequence) -> bytes:
         if item.__class__ is tuple:  # EncodedSpan
             resource, scope, body = item
         else:
-            resource, scope, body = _span_parts(item)
+            resource, scope, body = encode_span(item)
         if resource is not last_resource or scope is not last_scope or last_list is None:
             key = (id(resource), id(scope))
             last_list = by_identity.get(key)
