@@ -29,6 +29,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -299,6 +300,24 @@ def test_nan_is_encoded_bit_for_bit():
     assert ours == official_encode(spans).SerializeToString()
     decoded = all_spans(ExportTraceServiceRequest.FromString(ours))[0]
     assert math.isnan(decoded.attributes[0].value.double_value)
+
+
+def test_lengths_past_the_varint_table():
+    # Lengths under 2048 come from a table (``_VARINTS``); longer ones are built.
+    context = SpanContext(trace_id=1, span_id=2, is_remote=False)
+    spans = [ReadableSpan(f"s{n}", context, attributes={"v": "x" * n}) for n in (2030, 2047, 2048, 20000, 3_000_000)]
+    assert_same_as_official(spans)
+    assert otlp_wire.encode_spans([otlp_wire.encode_span(span) for span in spans]) == otlp_wire.encode_spans(spans)
+    for n in (0, 127, 128, 2047, 2048, 16383, 16384, 2**35, 2**64 - 1):
+        assert otlp_wire._varint(n) == otlp_wire._build_varint(n)
+        assert otlp_wire._varint(n) == _official_varint(n)
+
+
+def _official_varint(n: int) -> bytes:
+    # AnyValue.int_value is int64: its varint is the value's own for 0 <= n < 2**63; past that,
+    # the two's complement of the wrapped negative, which is n itself as unsigned.
+    encoded = AnyValue(int_value=n if n < 2**63 else n - 2**64).SerializeToString()
+    return encoded[1:]  # after the field tag (3 << 3 | 0)
 
 
 def test_empty_batch():

@@ -202,14 +202,11 @@ class ThreadBatcher(Admitting):
     # -- export thread -------------------------------------------------------
 
     def _take(self) -> list:
-        queue = self._queue
-        batch = _Batch()
+        popleft = self._queue.popleft
         with self._take_lock:
-            for _ in range(min(self.batch_size, len(queue))):
-                try:
-                    batch.append(queue.popleft())
-                except IndexError:  # ``shutdown`` took the rest at the deadline
-                    break
+            # Items leave the queue only under this lock (here and in ``shutdown``);
+            # producers only append: every item counted is there.
+            batch = _Batch([popleft() for _ in range(min(self.batch_size, len(self._queue)))])
             batch.first = self._taken + 1
             self._taken += len(batch)
             if batch:
@@ -317,18 +314,17 @@ class ThreadBatcher(Admitting):
             ahead.close()  # after it no producer sends; an unanswered send is counted by the runtime
             finished = finished and not ahead.pending and not self._handed
         if not finished:
-            # Take what is still queued item by item (each popleft is atomic),
-            # so an item the export thread takes meanwhile is its own.  The
+            # Take what is still queued, under the lock takers hold (briefly:
+            # no taker blocks while holding it), so an item the export thread
+            # or a send-ahead producer takes meanwhile is theirs.  The
             # batch in flight is left to its export: if it ends before the exit
             # line, ``CountingExporter`` counts it; if not, ``Runtime._abandon``
             # counts it as ``shutdown_deadline`` (it may still arrive).
             left = 0
-            while True:
-                try:
+            with self._take_lock:
+                while self._queue:
                     self._queue.popleft()
-                except IndexError:
-                    break
-                left += 1
+                    left += 1
             self.stats.dropped(self.signal, SHUTDOWN_DEADLINE, left)
         try:
             self.exporter.shutdown()
