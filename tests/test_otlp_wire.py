@@ -359,6 +359,20 @@ def test_cached_pairs_keep_equal_values_of_different_types_apart():
         assert values == [{bool: "bool_value", int: "int_value", str: "string_value"}[type(v)] for v in order] * 2
 
 
+def test_unhashable_attribute_values_take_the_fast_path():
+    # The span attribute cache is keyed by (key, value, type): a value that
+    # cannot be hashed is encoded each time, and the span stays on our encoder.
+    context = SpanContext(trace_id=1, span_id=2, is_remote=False)
+    attributes = BoundedAttributes(attributes={"before": 1, "after": "x"})
+    attributes._dict["list"] = [1, 2]  # the SDK keeps tuples; an older or patched one may not
+    attributes._dict["dict"] = {"k": "v"}
+    attributes._dict["after"] = attributes._dict.pop("after")  # last again
+    span = ReadableSpan("unhashable", context, parent=REMOTE_PARENT, attributes=attributes)
+    decoded = ExportTraceServiceRequest.FromString(assert_same_as_official([span, span]))
+    keys = [[kv.key for kv in s.attributes] for s in all_spans(decoded)]
+    assert keys == [["before", "list", "dict", "after"]] * 2
+
+
 def test_live_sdk_spans_take_the_fast_path_too():
     provider, _ = _provider(Resource({"service.name": "live"}))
     tracer = provider.get_tracer("live", "2")

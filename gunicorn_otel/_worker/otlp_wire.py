@@ -88,6 +88,8 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # fields hold the ids big-endian, as ``int.to_bytes(..., "big")`` would.
 _pack_ids = struct.Struct(">BBQQBBQ").pack
 _pack_parent = struct.Struct(">BBQ").pack
+# Both ids and the parent span id (field 4) together, for the usual child span.
+_pack_ids_parent = struct.Struct(">BBQQBBQBBQ").pack
 # start_time_unix_nano and end_time_unix_nano (fixed64, little-endian).
 _pack_times = struct.Struct("<BQBQ").pack
 _pack_fixed64 = struct.Struct("<Q").pack
@@ -159,6 +161,10 @@ _KIND = {id(kind): b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}
 _STATUS_CODE = {id(code): (b"\x18" + _SMALL[code.value] if code.value else b"") for code in StatusCode}
 # Span.status (field 15) without a description: the code only.
 _STATUS_FIELD = {key: b"\x7a" + _SMALL[len(code)] + code for key, code in _STATUS_CODE.items()}
+# A span's last two fields when its status has no description: status (15) and
+# flags (16), for a local parent or none, and for a remote parent.
+_TAIL_LOCAL = {key: field + _SPAN_FLAGS[0] for key, field in _STATUS_FIELD.items()}
+_TAIL_REMOTE = {key: field + _SPAN_FLAGS[1] for key, field in _STATUS_FIELD.items()}
 
 # -- attributes --------------------------------------------------------------------
 
@@ -262,12 +268,23 @@ def _pairs(tag: bytes, items, out: list) -> None:
 _span_kv_cache: dict = {}
 
 
-def _span_pair(key: str, value, cls) -> bytes | None:
-    """The Span.attributes field of one str/int/bool pair, remembered; None (logged) if unencodable."""
-    encoded = _encoded_pair(key, value)
-    if encoded is None:
-        return None
-    return _remember(_span_kv_cache, (key, value, cls), b"\x4a" + encoded)
+def _span_field(key, value) -> bytes | None:
+    """The Span.attributes field of a pair not in ``_span_kv_cache``; None (logged) to leave it out.
+
+    Remembered only for a str key with a value of exactly str, int or bool
+    (see ``_kv_cache``): a lookup keyed by ``(key, value, type(value))`` then
+    hits only for a value of that type, equal to the cached one, which
+    encodes alike.  Any other pair is encoded each time.
+    """
+    cls = value.__class__
+    if (cls is str or cls is int or cls is bool) and key.__class__ is str:
+        encoded = _encoded_pair(key, value)
+        if encoded is None:
+            return None
+        return _remember(_span_kv_cache, (key, value, cls), b"\x4a" + encoded)
+    out: list = []
+    _pairs(b"\x4a", ((key, value),), out)
+    return b"".join(out) if out else None
 
 
 _key_cache: dict = {}
@@ -356,6 +373,11 @@ def encode_span(span) -> tuple:
     a span this fails on, is encoded by the official encoder's per-span
     function.  ``encode_spans`` takes the result in place of the span and
     writes exactly the bytes it would have written for the span itself.
+
+    This runs once per span on the request's thread or event loop, so the
+    common span (empty trace state, attributes already in the cache, no
+    events, links or status description) takes the fewest bytecodes: its ids,
+    parent id, name and kind, and status and flags are three pieces.
     """
     if _fast_classes.get(span.__class__) or _is_fast(span.__class__):
         try:
@@ -364,17 +386,21 @@ def encode_span(span) -> tuple:
             # (``_is_fast`` checks the layout).
             context = span._context
             trace_id = context[0]
-            parts = [_pack_ids(0x0A, 16, trace_id >> 64, trace_id & _U64, 0x12, 8, context[1])]
+            parent = span._parent
             trace_state = context[4]
             # TraceState's truth is a Python-level __len__: skip it for the SDK's shared empty one.
-            if trace_state is not DEFAULT_TRACE_STATE and trace_state:
-                parts.append(_trace_state(trace_state))
-            parent = span._parent
-            if parent is not None:
-                parts.append(_pack_parent(0x22, 8, parent[1]))
+            if trace_state is DEFAULT_TRACE_STATE and parent is not None:
+                parts = [
+                    _pack_ids_parent(0x0A, 16, trace_id >> 64, trace_id & _U64, 0x12, 8, context[1], 0x22, 8, parent[1])
+                ]
+            else:
+                parts = [_pack_ids(0x0A, 16, trace_id >> 64, trace_id & _U64, 0x12, 8, context[1])]
+                if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+                    parts.append(_trace_state(trace_state))
+                if parent is not None:
+                    parts.append(_pack_parent(0x22, 8, parent[1]))
             name, kind = span._name, span._kind
-            names = _name_kind_cache.get(id(kind))
-            encoded = names.get(name) if names is not None else None
+            encoded = _name_kind_cache[id(kind)].get(name)  # an unknown kind raises: the official encoder's
             parts.append(encoded if encoded is not None else _name_kind(name, kind))
             start, end = span._start_time, span._end_time
             if start and end:
@@ -387,19 +413,20 @@ def encode_span(span) -> tuple:
 
             attributes = span._attributes
             if attributes.__class__ is BoundedAttributes:  # skip its Python-level __len__
-                # ``_pairs`` inline, with the field tag in the cached bytes: one append per pair.
-                cache = _span_kv_cache
+                # One lookup per pair, type checks only on a miss: only str, int
+                # and bool values are cached, under a key holding the value's
+                # exact type, so nothing else can hit (``_span_field``).
+                cached = _span_kv_cache.get
                 for key, value in attributes._dict.items():
-                    cls = value.__class__
-                    if (cls is str or cls is int or cls is bool) and key.__class__ is str:
-                        encoded = cache.get((key, value, cls))
+                    try:
+                        encoded = cached((key, value, value.__class__))
+                    except TypeError:  # an unhashable value
+                        encoded = None
+                    if encoded is None:
+                        encoded = _span_field(key, value)
                         if encoded is None:
-                            encoded = _span_pair(key, value, cls)
-                            if encoded is None:
-                                continue
-                        parts.append(encoded)
-                    else:
-                        _pairs(b"\x4a", ((key, value),), parts)
+                            continue
+                    parts.append(encoded)
                 if attributes.dropped:
                     parts.append(b"\x50" + _varint(attributes.dropped))
             else:
@@ -422,16 +449,19 @@ def encode_span(span) -> tuple:
                 _events_and_links(events, links, parts)
 
             status = span._status
-            if status is not None:
-                if status.__class__ is Status:  # skip two property calls
-                    status_code, description = status._status_code, status._description
-                else:
+            remote = parent is not None and parent[2]
+            if status.__class__ is Status and not status._description:  # skip two property calls
+                parts.append((_TAIL_REMOTE if remote else _TAIL_LOCAL)[id(status._status_code)])
+            else:
+                if status is not None:
                     status_code, description = status.status_code, status.description
-                if description:
-                    parts.append(_len_field(b"\x7a", _str_field(b"\x12", description) + _STATUS_CODE[id(status_code)]))
-                else:
-                    parts.append(_STATUS_FIELD[id(status_code)])
-            parts.append(_SPAN_FLAGS[1] if parent is not None and parent[2] else _SPAN_FLAGS[0])
+                    if description:
+                        parts.append(
+                            _len_field(b"\x7a", _str_field(b"\x12", description) + _STATUS_CODE[id(status_code)])
+                        )
+                    else:
+                        parts.append(_STATUS_FIELD[id(status_code)])
+                parts.append(_SPAN_FLAGS[1] if remote else _SPAN_FLAGS[0])
             return span._resource, span._instrumentation_scope or None, b"".join(parts)
         except Exception:  # whatever the official encoder makes of it, it makes here
             log.debug("gunicorn-otel: span %r left to the official encoder", span._name, exc_info=True)
