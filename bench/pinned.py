@@ -27,7 +27,10 @@ Sections: the WSGI app (``bench.apps.app``, 4 spans per request) under sync,
 gthread and tornado; FastAPI's native telemetry (hello world) under asgi and
 UvicornWorker; gevent.  Rows: ``floor`` (always run), ``uninstrumented``,
 ``upstream``, ``ours``, ``ours_thread`` (``GUNICORN_OTEL_SEND_AHEAD=false``),
-``ours_none`` (``OTEL_TRACES_EXPORTER=none``).  Not part of the test suite;
+``ours_none`` (``OTEL_TRACES_EXPORTER=none``), and the span path cut short
+after the processor, the encoder or the queue (``cut_processor``,
+``cut_encode``, ``cut_queue``: ``bench/configs/ours_cut_short.py``), which
+show where the cost beyond the floor goes.  Not part of the test suite;
 figures in docs/pipelines.md.
 """
 
@@ -75,6 +78,22 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
         "python:gunicorn_otel.conf",
         {**OURS_ENV, "OTEL_TRACES_EXPORTER": "none"},
     ),
+    # The span path cut short (bench/configs/ours_cut_short.py): where the cost beyond the floor goes.
+    "cut_processor": (
+        "gunicorn-otel, span processor only (nothing encoded)",
+        "python:bench.configs.ours_cut_short",
+        {**OURS_ENV, "BENCH_CUT": "processor"},
+    ),
+    "cut_encode": (
+        "gunicorn-otel, spans encoded and thrown away",
+        "python:bench.configs.ours_cut_short",
+        {**OURS_ENV, "BENCH_CUT": "encode"},
+    ),
+    "cut_queue": (
+        "gunicorn-otel, spans encoded and queued, nothing sent",
+        "python:bench.configs.ours_cut_short",
+        {**OURS_ENV, "BENCH_CUT": "queue"},
+    ),
 }
 PATHS = {"wsgi": "/", "fastapi": "/items/7"}
 
@@ -111,7 +130,7 @@ def row_app_config(section: str, row: str) -> tuple[str, str | None]:
     config = ROWS[row][1]
     if config == "floor":
         config = "python:bench.configs." + ("sdk_floor" if section == "gevent" else "sdk_floor_post_fork")
-    if kind == "fastapi" and row.startswith("ours"):
+    if kind == "fastapi" and row.startswith(("ours", "cut_")):
         app += "_ours"
     return app, config
 

@@ -1,6 +1,6 @@
 """Machine instructions per request against the SDK floor, counted by callgrind: steady where timings are not.
 
-    python bench/span_instructions.py [--requests 256] [--spans 4]
+    python bench/span_instructions.py [--requests 256] [--spans 4] [--cache-sim]
 
 Needs valgrind (``apt-get install valgrind``).  Timings on a shared 2-core
 machine move by 10-20% between rounds (``bench/pinned.py``); an instruction
@@ -17,7 +17,20 @@ attributes each, no HTTP server.  Configurations:
   it (``Runtime.start``), with an exporter that sends nothing and send-ahead
   off, so what is counted is the request thread's work plus the export
   thread taking batches;
-* encode only: the same provider, each ended span encoded and thrown away.
+* encode only: the same provider, each ended span encoded and thrown away;
+* batches assembled: the producer side, plus the exporter assembling each
+  batch's request body (``otlp_wire.encode_spans``) and sending nothing: all of
+  our CPU but the HTTP exchange;
+* spans queued, encoded by batch: as "batches assembled", but the queue holds
+  the ended spans themselves and ``encode_spans`` encodes them a batch at a
+  time (the batcher's ``prepare`` removed).  Not what the worker does: kept
+  to show why (it saves cache misses and costs more instructions, GC included).
+
+``--cache-sim`` adds callgrind's cache simulation (``--cache-sim=yes``) and its
+first-level instruction and data cache misses per request: work that costs
+little in a tight loop can cost more in a worker, where the request's own code
+evicts it between spans.  Runs the configurations side by side (each child
+is single-threaded under valgrind).
 
 Counts include every thread of the process (callgrind runs them one at a
 time).  Instructions are not time (cache misses, the GIL and system calls are
@@ -31,15 +44,17 @@ import argparse
 import gc
 import os
 import pathlib
-import re
 import subprocess
 import sys
+import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = {
     "floor": "floor: spans made, never exported",
     "producer": "gunicorn-otel, producer side (exporter sends nothing)",
     "encode": "encode only",
+    "assembled": "gunicorn-otel, batches assembled (nothing sent)",
+    "spans_queued": "spans queued, encoded by batch (not used)",
 }
 
 
@@ -63,6 +78,7 @@ def _child(config: str, requests: int, spans: int) -> None:
         trace.set_tracer_provider(TracerProvider(shutdown_on_exit=False))
     else:
         from gunicorn_otel import settings
+        from gunicorn_otel._worker import otlp_wire
         from gunicorn_otel._worker import runtime as runtime_module
 
         runtime = runtime_module.get_or_create(settings.load(), model="threads")
@@ -70,6 +86,8 @@ def _child(config: str, requests: int, spans: int) -> None:
 
         class _SendsNothing:
             def export(self, batch):
+                if config in ("assembled", "spans_queued"):
+                    otlp_wire.encode_spans(batch)
                 return SpanExportResult.SUCCESS
 
             def shutdown(self):
@@ -80,6 +98,8 @@ def _child(config: str, requests: int, spans: int) -> None:
         if config == "encode":
             prepare = batcher._prepare
             runtime.tracer_provider._active_span_processor._emit = prepare
+        elif config == "spans_queued":
+            batcher._prepare = None
 
     tracer = trace.get_tracer("bench.app")
 
@@ -103,42 +123,83 @@ def _child(config: str, requests: int, spans: int) -> None:
     os._exit(0)
 
 
-def _instructions(config: str, requests: int, spans: int) -> int:
+def _start(config: str, requests: int, spans: int, cache_sim: bool, out: pathlib.Path) -> subprocess.Popen:
     command = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--cache-sim={'yes' if cache_sim else 'no'}",
         sys.executable, __file__, "--child", config, "--requests", str(requests), "--spans", str(spans),
     ]  # fmt: skip
-    done = subprocess.run(command, env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise SystemExit(f"callgrind gave no count for {config}:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _events(process: subprocess.Popen, out: pathlib.Path) -> dict[str, int]:
+    """Callgrind's totals by event (Ir, and with cache simulation I1mr, D1mr, D1mw...)."""
+    _, stderr = process.communicate()
+    names = totals = None
+    if out.exists():
+        for line in out.read_text().splitlines():
+            if line.startswith("events:"):
+                names = line.split()[1:]
+            elif line.startswith("summary:") or line.startswith("totals:"):
+                totals = [int(n) for n in line.split()[1:]]
+    if not names or not totals:
+        raise SystemExit(f"callgrind gave no totals:\n{stderr[-2000:]}")
+    return dict(zip(names, totals, strict=False))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--spans", type=int, default=4)
+    parser.add_argument("--cache-sim", action="store_true", help="also count first-level cache misses")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="children run at once")
     parser.add_argument("--child", choices=CONFIGS)
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.requests, args.spans)
         return
-    per_request = {}
-    for config in CONFIGS:
-        low = _instructions(config, args.requests, args.spans)
-        high = _instructions(config, 3 * args.requests, args.spans)
-        per_request[config] = (high - low) / (2 * args.requests)
+    runs = [(config, n) for config in CONFIGS for n in (args.requests, 3 * args.requests)]
+    totals: dict[tuple[str, int], dict[str, int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        pending = list(runs)
+        while pending:
+            batch, pending = pending[: args.jobs], pending[args.jobs :]
+            started = []
+            for config, n in batch:
+                out = pathlib.Path(tmp) / f"{config}.{n}"
+                started.append(((config, n), _start(config, n, args.spans, args.cache_sim, out), out))
+            for key, process, out in started:
+                totals[key] = _events(process, out)
+    # Per request, without start-up: the difference between the two runs of each configuration.
+    per_request = {
+        config: {
+            event: (totals[config, 3 * args.requests][event] - totals[config, args.requests][event])
+            / (2 * args.requests)
+            for event in totals[config, args.requests]
+        }
+        for config in CONFIGS
+    }
     floor = per_request["floor"]
     print(
         f"Python {sys.version.split()[0]}, {args.spans} spans per request, {args.requests} and {3 * args.requests} requests"
     )
     print()
-    print("| configuration | instructions / request | beyond the floor | floor / row |")
-    print("|---|---:|---:|---:|")
+    misses = ("I1mr", "D1mr", "D1mw")
+    cache = args.cache_sim and all(event in floor for event in misses)
+    header = "| configuration | instructions / request | beyond the floor | floor / row |"
+    if cache:
+        header += " I1 misses / request (beyond) | D1 misses / request (beyond) |"
+    print(header)
+    print("|---|---:|---:|---:|" + ("---:|---:|" if cache else ""))
     for config, label in CONFIGS.items():
-        count = per_request[config]
-        print(f"| {label} | {count / 1000:.1f}k | {(count - floor) / 1000:+.1f}k | {floor / count:.2f}x |")
+        count = per_request[config]["Ir"]
+        line = f"| {label} | {count / 1000:.1f}k | {(count - floor['Ir']) / 1000:+.1f}k | {floor['Ir'] / count:.2f}x |"
+        if cache:
+            i1 = per_request[config]["I1mr"]
+            d1 = per_request[config]["D1mr"] + per_request[config]["D1mw"]
+            floor_d1 = floor["D1mr"] + floor["D1mw"]
+            line += f" {i1 / 1000:.2f}k ({(i1 - floor['I1mr']) / 1000:+.2f}k) | {d1 / 1000:.2f}k ({(d1 - floor_d1) / 1000:+.2f}k) |"
+        print(line)
 
 
 if __name__ == "__main__":
