@@ -79,21 +79,18 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
         {**OURS_ENV, "OTEL_TRACES_EXPORTER": "none"},
     ),
     # The span path cut short (bench/configs/ours_cut_short.py): where the cost beyond the floor goes.
-    "cut_processor": (
-        "gunicorn-otel, span processor only (nothing encoded)",
-        "python:bench.configs.ours_cut_short",
-        {**OURS_ENV, "BENCH_CUT": "processor"},
-    ),
-    "cut_encode": (
-        "gunicorn-otel, spans encoded and thrown away",
-        "python:bench.configs.ours_cut_short",
-        {**OURS_ENV, "BENCH_CUT": "encode"},
-    ),
-    "cut_queue": (
-        "gunicorn-otel, spans encoded and queued, nothing sent",
-        "python:bench.configs.ours_cut_short",
-        {**OURS_ENV, "BENCH_CUT": "queue"},
-    ),
+    **{
+        f"cut_{step}": (
+            f"gunicorn-otel, {what}",
+            "python:bench.configs.ours_cut_short",
+            {**OURS_ENV, "BENCH_CUT": step},
+        )
+        for step, what in (
+            ("processor", "span processor only (nothing encoded)"),
+            ("encode", "spans encoded and thrown away"),
+            ("queue", "spans encoded and queued, nothing sent"),
+        )
+    },
 }
 PATHS = {"wsgi": "/", "fastapi": "/items/7"}
 
