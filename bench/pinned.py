@@ -23,9 +23,13 @@ per request, against the SDK floor":
   the median and least CPU us per request, and the worker's voluntary plus
   involuntary context switches per request.
 
-Sections: the WSGI app (``bench.apps.app``, 4 spans per request) under sync,
+Sections: the WSGI app (``bench.apps.app``, 4 spans per request: one parent and 3
+children, or 4 sibling roots with ``--shape flat``) under sync,
 gthread and tornado; FastAPI's native telemetry (hello world) under asgi and
-UvicornWorker; gevent.  Rows: ``floor`` (always run), ``uninstrumented``,
+UvicornWorker; gevent.  Rows: ``floor`` (always run; the provider set in
+``post_fork``, gevent included), ``floor_proxy`` (set in ``post_worker_init``,
+after Gunicorn imported the app, whose tracer is then a ``ProxyTracer``: what
+gevent workers did before 2026-12-03), ``uninstrumented``,
 ``upstream``, ``ours``, ``ours_thread`` (``GUNICORN_OTEL_SEND_AHEAD=false``),
 ``ours_none`` (``OTEL_TRACES_EXPORTER=none``), and the span path cut short
 after the processor, the encoder or the queue (``cut_processor``,
@@ -50,6 +54,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.apps import SHAPES  # noqa: E402
 from tests.support.gunicorn_process import GunicornProcess  # noqa: E402
 
 # section -> (worker class, extra gunicorn args, wrk connections, app kind)
@@ -65,7 +70,12 @@ OURS_ENV = {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
 # row -> (description, gunicorn config or None, environment)
 ROWS: dict[str, tuple[str, str | None, dict]] = {
     "uninstrumented": ("uninstrumented", None, {}),
-    "floor": ("SDK floor (made, never exported)", "floor", {}),
+    "floor": ("SDK floor (made, never exported)", "python:bench.configs.sdk_floor_post_fork", {}),
+    "floor_proxy": (
+        "SDK floor, provider set after the app is imported (its tracer a ProxyTracer)",
+        "python:bench.configs.sdk_floor",
+        {},
+    ),
     "upstream": ("upstream recipe (BSP in post_fork)", "python:bench.configs.upstream_post_fork", {}),
     "ours": ("gunicorn-otel", "python:gunicorn_otel.conf", OURS_ENV),
     "ours_thread": (
@@ -125,8 +135,6 @@ def row_app_config(section: str, row: str) -> tuple[str, str | None]:
     kind = SECTIONS[section][3]
     app = "bench.saturation_apps:" + ("wsgi" if kind == "wsgi" else "fastapi")
     config = ROWS[row][1]
-    if config == "floor":
-        config = "python:bench.configs." + ("sdk_floor" if section == "gevent" else "sdk_floor_post_fork")
     if kind == "fastapi" and row.startswith(("ours", "cut_")):
         app += "_ours"
     return app, config
@@ -178,6 +186,7 @@ def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pat
                 "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                 "OTEL_SERVICE_NAME": "bench",
                 "GUNICORN_OTEL_SHUTDOWN_TIMEOUT": "2",
+                "APP_SPAN_SHAPE": args.shape,
             }
             server = GunicornProcess(
                 app,
@@ -208,10 +217,11 @@ def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pat
             server.stop()
 
 
-def print_section(section: str, results: dict, pinned: bool) -> None:
-    worker_class, extra, connections, _ = SECTIONS[section]
+def print_section(section: str, results: dict, pinned: bool, shape: str) -> None:
+    worker_class, extra, connections, kind = SECTIONS[section]
     where = "worker on CPU 1, wrk and sink on CPU 0" if pinned else "not pinned"
-    print(f"\n### {section} (`-k {worker_class} -w 1 {' '.join(extra)}`, {where}; wrk -t1 -c{connections})\n")
+    app = f"4 spans/request, {SHAPES[shape]}" if kind == "wsgi" else "FastAPI native telemetry"
+    print(f"\n### {section} (`-k {worker_class} -w 1 {' '.join(extra)}`, {app}, {where}; wrk -t1 -c{connections})\n")
     print(
         "| configuration | CPU us/req (median) | least | floor / row (median of rounds) | rounds' floor / row "
         "| context switches / req |"
@@ -238,6 +248,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="let the scheduler place every process")
+    parser.add_argument("--shape", choices=SHAPES, default="nested", help="the WSGI app's spans (bench/apps.py)")
     args = parser.parse_args()
     if os.cpu_count() is None or len(os.sched_getaffinity(0)) < 2:
         print("needs 2 CPUs", file=sys.stderr)
@@ -255,7 +266,9 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for section in args.only.split(","):
-                print_section(section, run_section(section, rows, args, endpoint, pathlib.Path(tmp)), args.pin)
+                print_section(
+                    section, run_section(section, rows, args, endpoint, pathlib.Path(tmp)), args.pin, args.shape
+                )
                 sys.stdout.flush()
     finally:
         sink.terminate()

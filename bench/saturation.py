@@ -8,8 +8,9 @@ machine noise hits them alike:
 
 * uninstrumented: no SDK at all (API no-op spans);
 * SDK floor: a ``TracerProvider`` with no processor (spans made, never
-  exported), built where the upstream recipe builds (``post_fork``; after
-  patching for gevent).  No export design can beat it;
+  exported), set in ``post_fork`` for every class, gevent included (issue #13's
+  floor; the app, imported later, gets the SDK's own tracer).  No export design
+  can beat it;
 * upstream recipe: stock ``BatchSpanProcessor`` + OTLP/HTTP built in ``post_fork``;
 * gunicorn-otel: ``-c python:gunicorn_otel.conf`` (traces only, like the recipe);
 * gunicorn-otel against a black hole (a socket that accepts and never answers):
@@ -21,7 +22,8 @@ hole, the one capped wait at its onset (``_worker/thread_batch.py``) fall
 there, so p99 and req/s describe the steady state.  CPU per request and the
 span counts cover the warm-up too (they are per request served).
 
-WSGI classes serve ``bench.apps.app`` (4 spans of 3 attributes per request);
+WSGI classes serve ``bench.apps.app`` (4 spans of 3 attributes per request: one
+parent and 3 children, or with ``--shape flat`` 4 sibling roots, as before 2026-12-03);
 ``asgi`` and ``UvicornWorker`` serve a FastAPI hello world with FastAPI's native
 telemetry (``bench/saturation_apps.py``).  2 workers (``--workers``; with 1
 there is no imbalance between workers to read around); ``wrk -t2 --latency``
@@ -68,6 +70,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.apps import SHAPES  # noqa: E402
 from tests.support.gunicorn_process import GunicornProcess  # noqa: E402
 from tests.support.receiver import OTLPReceiver, blackhole  # noqa: E402
 
@@ -102,12 +105,11 @@ PATHS = {"wsgi": "/", "fastapi": "/items/7"}
 def row_setup(section: str, row: str) -> tuple[str, str | None, dict]:
     """(app, gunicorn config, extra environment) of one row."""
     kind = SECTIONS[section][3]
-    gevent = section == "gevent"
     app = "bench.saturation_apps:" + ("wsgi" if kind == "wsgi" else "fastapi")
     if row == "uninstrumented":
         return app, None, {}
     if row == "floor":
-        return app, "python:bench.configs." + ("sdk_floor" if gevent else "sdk_floor_post_fork"), {}
+        return app, "python:bench.configs.sdk_floor_post_fork", {}
     if row == "upstream":
         return app, "python:bench.configs.upstream_post_fork", {}
     if kind == "fastapi":
@@ -187,6 +189,7 @@ def _run_row(section, row, args, receiver, workdir, spans_per_request, counts, e
         "OTEL_SERVICE_NAME": "bench",
         "BENCH_COUNT_DIR": str(counts),
         "APP_SPANS_PER_REQUEST": "4",
+        "APP_SPAN_SHAPE": args.shape,
         **extra_env,
     }
     log_path = workdir / f"{section}-{row}-{time.monotonic_ns()}.log"
@@ -281,6 +284,7 @@ def run_boot(section: str, row: str, args, receiver: OTLPReceiver, workdir: path
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_SERVICE_NAME": "bench",
         "APP_SPANS_PER_REQUEST": "4",
+        "APP_SPAN_SHAPE": args.shape,
         **extra_env,
     }
     path = PATHS[kind]
@@ -362,11 +366,11 @@ def med(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def print_section(section: str, results: dict, workers: int) -> None:
+def print_section(section: str, results: dict, workers: int, shape: str) -> None:
     worker_class, extra_args, connections, kind = SECTIONS[section]
     print(
         f"\n### {section} (`-k {worker_class} -w {workers} {' '.join(extra_args)}`, wrk -t2 -c{connections}, "
-        f"{'bench.apps.app, 4 spans/request' if kind == 'wsgi' else 'FastAPI native telemetry'})\n"
+        f"{f'bench.apps.app, 4 spans/request ({SHAPES[shape]})' if kind == 'wsgi' else 'FastAPI native telemetry'})\n"
     )
     print(
         "| configuration | req/s | vs floor | worker CPU us/req | floor CPU / CPU | p99 ms | busiest worker "
@@ -456,6 +460,7 @@ def main() -> int:
     parser.add_argument("--boot-sections", default="sync,gthread,asgi,uvicorn")
     parser.add_argument("--no-boot", action="store_true")
     parser.add_argument("--no-load", action="store_true", help="only the boot table")
+    parser.add_argument("--shape", choices=SHAPES, default="nested", help="the WSGI app's spans (bench/apps.py)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
@@ -503,7 +508,7 @@ def main() -> int:
     )
     for section in sections:
         if section in results:
-            print_section(section, results, args.workers)
+            print_section(section, results, args.workers, args.shape)
     if boot:
         print_boot(boot, args)
     return 0

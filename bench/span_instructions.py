@@ -1,6 +1,6 @@
 """Machine instructions per request against the SDK floor, counted by callgrind: steady where timings are not.
 
-    python bench/span_instructions.py [--requests 256] [--spans 4] [--cache-sim]
+    python bench/span_instructions.py [--requests 256] [--spans 4] [--shape nested|flat] [--cache-sim]
 
 Needs valgrind (``apt-get install valgrind``).  Timings on a shared 2-core
 machine move by 10-20% between rounds (``bench/pinned.py``); an instruction
@@ -10,9 +10,13 @@ Each configuration runs in a fresh ``python`` under ``valgrind --tool=callgrind`
 (``PYTHONHASHSEED=0``) twice: with ``--requests`` and with three times as many;
 the difference divided by the extra requests is the count per request, without
 start-up.  A request is what ``bench/apps.py`` does: ``--spans`` spans with 3
-attributes each, no HTTP server.  Configurations:
+attributes each (``make_spans``: one parent and its children, or with ``--shape flat``
+sibling roots), no HTTP server.  Configurations:
 
 * floor: a ``TracerProvider`` with no processor (spans made, never exported);
+* floor, ProxyTracer: the same, with the tracer taken before the provider
+  was set, as an app imported before its worker's provider is set keeps it
+  (a gevent worker before 2026-12-03; any ``--preload`` app);
 * gunicorn-otel, producer side: the thread model's provider as a worker builds
   it (``Runtime.start``), with an exporter that sends nothing and send-ahead
   off, so what is counted is the request thread's work plus the export
@@ -51,6 +55,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = {
     "floor": "floor: spans made, never exported",
+    "floor_proxy": "floor, the app's tracer taken before the provider was set (a ProxyTracer)",
     "producer": "gunicorn-otel, producer side (exporter sends nothing)",
     "encode": "encode only",
     "assembled": "gunicorn-otel, batches assembled (nothing sent)",
@@ -58,7 +63,7 @@ CONFIGS = {
 }
 
 
-def _child(config: str, requests: int, spans: int) -> None:
+def _child(config: str, requests: int, spans: int, shape: str) -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.update(
         OTEL_METRICS_EXPORTER="none",
@@ -72,7 +77,8 @@ def _child(config: str, requests: int, spans: int) -> None:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     runtime = None
-    if config == "floor":
+    early = trace.get_tracer("bench.app") if config == "floor_proxy" else None
+    if config in ("floor", "floor_proxy"):
         from opentelemetry.sdk.trace import TracerProvider
 
         trace.set_tracer_provider(TracerProvider(shutdown_on_exit=False))
@@ -101,14 +107,12 @@ def _child(config: str, requests: int, spans: int) -> None:
         elif config == "spans_queued":
             batcher._prepare = None
 
-    tracer = trace.get_tracer("bench.app")
+    from bench.apps import make_spans
+
+    tracer = early or trace.get_tracer("bench.app")
 
     def request() -> None:
-        for i in range(spans):
-            with tracer.start_as_current_span("work") as span:
-                span.set_attribute("i", i)
-                span.set_attribute("http.route", "/")
-                span.set_attribute("bench", True)
+        make_spans(tracer, spans, shape)
 
     for _ in range(600):  # warm caches
         request()
@@ -123,10 +127,10 @@ def _child(config: str, requests: int, spans: int) -> None:
     os._exit(0)
 
 
-def _start(config: str, requests: int, spans: int, cache_sim: bool, out: pathlib.Path) -> subprocess.Popen:
+def _start(config: str, requests: int, spans: int, shape: str, cache_sim: bool, out: pathlib.Path) -> subprocess.Popen:
     command = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--cache-sim={'yes' if cache_sim else 'no'}",
-        sys.executable, __file__, "--child", config, "--requests", str(requests), "--spans", str(spans),
+        sys.executable, __file__, "--child", config, "--requests", str(requests), "--spans", str(spans), "--shape", shape,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -151,12 +155,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--spans", type=int, default=4)
+    parser.add_argument("--shape", choices=("nested", "flat"), default="nested", help="bench/apps.py's make_spans")
     parser.add_argument("--cache-sim", action="store_true", help="also count first-level cache misses")
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="children run at once")
     parser.add_argument("--child", choices=CONFIGS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.requests, args.spans)
+        _child(args.child, args.requests, args.spans, args.shape)
         return
     runs = [(config, n) for config in CONFIGS for n in (args.requests, 3 * args.requests)]
     totals: dict[tuple[str, int], dict[str, int]] = {}
@@ -167,7 +172,7 @@ def main() -> None:
             started = []
             for config, n in batch:
                 out = pathlib.Path(tmp) / f"{config}.{n}"
-                started.append(((config, n), _start(config, n, args.spans, args.cache_sim, out), out))
+                started.append(((config, n), _start(config, n, args.spans, args.shape, args.cache_sim, out), out))
             for key, process, out in started:
                 totals[key] = _events(process, out)
     # Per request, without start-up: the difference between the two runs of each configuration.
@@ -181,7 +186,8 @@ def main() -> None:
     }
     floor = per_request["floor"]
     print(
-        f"Python {sys.version.split()[0]}, {args.spans} spans per request, {args.requests} and {3 * args.requests} requests"
+        f"Python {sys.version.split()[0]}, {args.spans} spans per request ({args.shape}), "
+        f"{args.requests} and {3 * args.requests} requests"
     )
     print()
     misses = ("I1mr", "D1mr", "D1mw")

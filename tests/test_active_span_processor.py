@@ -156,3 +156,52 @@ def test_a_batch_processor_not_ours_goes_through_the_sdk_loop():
         assert [span.name for span in inflight.open_spans()] == ["root"]
     assert [span.name for span in exporter.get_finished_spans()] == ["root"]
     assert inflight.open_spans() == []
+
+
+def test_before_attach_nothing_is_processed_and_a_processor_added_first_keeps_the_sdk_loop():
+    # A provider set before its pipeline exists (gevent: Runtime.claim_tracing):
+    # spans ended before attach go nowhere; a library's processor added in
+    # between is called first, and ours still see every later span.
+    exporter = InMemorySpanExporter()
+    options = BatchOptions(schedule_delay=30.0, max_queue_size=100, max_export_batch_size=50)
+    batch = MODEL.span_processor(exporter, ExportStats(), options)
+    inflight = InflightSpans()
+    active = ActiveSpanProcessor()
+    provider = TracerProvider(active_span_processor=active, shutdown_on_exit=False)
+    tracer = provider.get_tracer("test.active")
+    try:
+        with tracer.start_as_current_span("before"):
+            pass
+        early = _Calls()
+        provider.add_span_processor(early)
+        active.attach(batch, inflight)
+        assert active._span_processors == (early, batch, inflight)
+        assert active._ours is None  # the SDK's loop, which calls ``early`` too
+        with tracer.start_as_current_span("root"):
+            with tracer.start_as_current_span("child"):
+                assert [span.name for span in inflight.open_spans()] == ["root"]
+        assert batch.force_flush(5000)
+        assert [span.name for span in exporter.get_finished_spans()] == ["child", "root"]
+        assert ("on_end", "child") in early.calls and ("on_end", "before") not in early.calls
+    finally:
+        batch.shutdown(Deadline.after(5))
+
+
+def test_attach_takes_the_direct_path_when_ours_are_the_only_processors():
+    exporter = InMemorySpanExporter()
+    options = BatchOptions(schedule_delay=30.0, max_queue_size=100, max_export_batch_size=50)
+    batch = MODEL.span_processor(exporter, ExportStats(), options)
+    inflight = InflightSpans()
+    active = ActiveSpanProcessor()
+    provider = TracerProvider(active_span_processor=active, shutdown_on_exit=False)
+    try:
+        with provider.get_tracer("test.active").start_as_current_span("before"):
+            pass
+        active.attach(batch, inflight)
+        assert active._span_processors is active._ours
+        with provider.get_tracer("test.active").start_as_current_span("after"):
+            pass
+        assert batch.force_flush(5000)
+        assert [span.name for span in exporter.get_finished_spans()] == ["after"]
+    finally:
+        batch.shutdown(Deadline.after(5))

@@ -32,6 +32,9 @@ def test_every_span_delivered_clean_log_no_native_threads(worker_class, preload,
         status, body = proc.get("/native-threads")
         assert status == 200
         assert int(body) == 0, "the plugin must not start native threads in a gevent worker"
+        # The tracer provider is set in post_fork, before Gunicorn imports the
+        # app; a --preload app was imported in the master, where none is set.
+        assert proc.get("/tracer") == (200, b"ProxyTracer" if preload else b"Tracer")
     proc.stop(signal.SIGTERM, timeout=30)
     spans = [s for s in receiver.spans() if s.name == "work"]
     assert len(spans) == 2000 * 4

@@ -1,7 +1,9 @@
-"""The cost floor for thread and asyncio workers: spans made by the SDK in ``post_fork``, never exported.
+"""The cost floor: spans made by the SDK, provider set in ``post_fork``, never exported.
 
-Same as ``sdk_floor`` (which builds in ``post_worker_init``, after gevent patches),
-at the moment the upstream recipe builds.  Benchmarks only.
+Issue #13's floor, for every worker class, gevent included (a provider with no
+processor starts no thread, so building it before gevent patches is safe): the
+app, imported after ``post_fork``, gets the SDK's own tracer.  ``sdk_floor``
+sets the provider in ``post_worker_init`` instead.  Benchmarks only.
 """
 
 from opentelemetry import trace

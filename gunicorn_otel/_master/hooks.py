@@ -3,7 +3,8 @@
 ``conf.py`` holds one-line hooks that call these functions.  This module is
 imported by ``conf.py`` in the master at config-load time, so it imports only
 the standard library and our settings; the SDK is imported in the worker, at
-the build point of its worker kind (after gevent patching for gevent).
+the build point of its worker kind (after gevent patching for gevent, whose
+tracer provider alone is set in ``post_fork``: ``Runtime.claim_tracing``).
 """
 
 from __future__ import annotations
@@ -187,6 +188,8 @@ def post_fork(server, worker) -> None:
             )
     if kind.build_at == worker_kinds.POST_FORK:
         _start(kind.model or worker_kinds.THREADS, worker)
+    elif kind.model is not None:
+        _claim_tracing(kind.model, worker)
 
 
 def post_worker_init(worker) -> None:
@@ -253,18 +256,35 @@ def _start(worker_model: str, worker) -> None:
     s = _settings()
     if s.disabled:
         return
-    attributes = {"gunicorn.worker.slot": slots.of(worker) or 0}
     try:
-        from gunicorn_otel._worker import models, runtime
+        from gunicorn_otel._worker import models
 
         models.get(worker_model).setup(s)
-        model = worker_kinds.pipeline_model(worker_model, s.processor)
-        runtime.get_or_create(s, model=model, resource_attributes=attributes).start()
+        _runtime(worker_model, worker).start()
     except Exception as exc:
         state.start_error = f"{type(exc).__name__}: {exc}"
         logging.getLogger("gunicorn.error").exception(
             "gunicorn-otel: telemetry could not start in worker %s; serving without it", forksafe.pid()
         )
+
+
+def _claim_tracing(worker_model: str, worker) -> None:
+    """A worker that builds after its app is loaded: set its tracer provider now (``Runtime.claim_tracing``)."""
+    if _settings().disabled:
+        return
+    try:
+        _runtime(worker_model, worker).claim_tracing()
+    except Exception:  # ``_start`` tries again, and reports
+        log.debug("gunicorn-otel: early tracer provider failed in worker %s", forksafe.pid(), exc_info=True)
+
+
+def _runtime(worker_model: str, worker):
+    """This worker's runtime (``runtime.get_or_create``), for ``worker_model`` under ``GUNICORN_OTEL_PROCESSOR``."""
+    from gunicorn_otel._worker import runtime
+
+    s = _settings()
+    model = worker_kinds.pipeline_model(worker_model, s.processor)
+    return runtime.get_or_create(s, model=model, resource_attributes={"gunicorn.worker.slot": slots.of(worker) or 0})
 
 
 def _adopt_gunicorn_log_handlers(glogger) -> None:

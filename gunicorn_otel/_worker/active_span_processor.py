@@ -20,7 +20,9 @@ anything else is added (``add_span_processor``, e.g. by a library given our
 provider), every event goes through the SDK's loop, ours included.  The fast
 path is taken only where ``otlp_wire.reads_span_fields`` has checked the
 SDK span layout it reads; ``tests/test_active_span_processor.py`` proves the
-same outcome as the SDK's loop.
+same outcome as the SDK's loop.  A provider may be set before its pipeline
+exists (gevent: ``Runtime.claim_tracing``); until ``attach`` adds ours, it
+processes nothing.
 """
 
 from __future__ import annotations
@@ -38,18 +40,33 @@ from gunicorn_otel._worker.otlp_wire import reads_span_fields
 class ActiveSpanProcessor(SynchronousMultiSpanProcessor):
     """The provider's active span processor; see the module docstring."""
 
-    def __init__(self, batch, inflight: InflightSpans) -> None:
+    def __init__(self, batch=None, inflight: InflightSpans | None = None) -> None:
         super().__init__()
+        self._ours: tuple | None = None
+        if batch is not None and inflight is not None:
+            self.attach(batch, inflight)
+
+    def attach(self, batch, inflight: InflightSpans) -> None:
+        """Add our two processors; until then (a provider set before its pipelines exist), nothing is processed.
+
+        The direct path is taken only when ours are the only processors: one
+        added earlier (a library given the provider while the app was imported)
+        keeps every event on the SDK's loop, which calls it first.
+        """
         self.add_span_processor(batch)
         self.add_span_processor(inflight)
         # ``add_span_processor`` makes a new tuple: while this one is current,
         # ours are the only processors.
-        direct = isinstance(batch, BatcherSpanProcessor) and reads_span_fields()
-        self._ours = self._span_processors if direct else None
+        direct = (
+            isinstance(batch, BatcherSpanProcessor)
+            and reads_span_fields()
+            and self._span_processors == (batch, inflight)
+        )
         self._root_started = inflight.root_started
         self._tracked = inflight.live  # the same dict, never rebound (``InflightSpans.on_end`` inline)
         # Used only on the direct path, where ``batch`` is a BatcherSpanProcessor.
         self._emit: Callable[[Any], None] = batch.batcher.emit if direct else batch.on_end
+        self._ours = self._span_processors if direct else None
 
     def on_start(self, span, parent_context=None) -> None:
         if self._span_processors is not self._ours:

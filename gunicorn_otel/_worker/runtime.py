@@ -111,6 +111,7 @@ class Runtime:
         self.logger_provider: LoggerProvider | None = None
         # The model's processors: shutdown(deadline) -> bool (models.Model).
         self._span_processor: Any = None
+        self._active_span_processor: Any = None  # ActiveSpanProcessor, once a tracer provider is built
         self.inflight: InflightSpans | None = None
         self._log_processor: Any = None
         self._log_bridge: LogBridge | None = None
@@ -128,7 +129,8 @@ class Runtime:
         from gunicorn_otel._worker import exporters
         from gunicorn_otel._worker.counting import CountingExporter, CountingMetricExporter
 
-        resource = self._resource()
+        # A provider set early (``claim_tracing``) already holds this resource.
+        resource = self.tracer_provider.resource if self.tracer_provider is not None else self._resource()
         signals = self.settings.enabled_signals()
         for signal in signals:
             inner = exporters.build(signal, self.settings.exporting(signal))
@@ -161,26 +163,53 @@ class Runtime:
         attributes["process.pid"] = self.pid
         return Resource.create(attributes)
 
-    def _start_traces(self, resource) -> None:
+    def claim_tracing(self) -> None:
+        """Set this process's ``TracerProvider`` as the global one now, before its pipeline exists.
+
+        For a worker whose pipelines are built later than its app is loaded
+        (gevent builds in ``post_worker_init``, after ``monkey.patch_all()``
+        and after Gunicorn imports the app): a tracer the app takes at import
+        (``tracer = trace.get_tracer(__name__)``, an instrumentor's middleware)
+        is then the SDK's own, not a ``ProxyTracer``, which adds a generator
+        context manager to every ``start_as_current_span`` for the life of the
+        worker (``opentelemetry/trace/__init__.py``).  Building the provider
+        creates no thread and imports neither ``ssl`` nor an exporter.  Spans
+        ended before ``start`` attaches the pipeline are not exported, as with
+        the proxy's no-op tracer; if ``start`` fails, none are (the worker's
+        ready line says telemetry failed to start).
+        """
+        if self.started or self.stopped or not self._here() or self.tracer_provider is not None:
+            return
+        if self.settings.disabled or TRACES not in self.settings.enabled_signals():
+            return
+        self._set_tracer_provider(self._resource())
+
+    def _set_tracer_provider(self, resource) -> None:
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
 
+        from gunicorn_otel._worker.active_span_processor import ActiveSpanProcessor
         from gunicorn_otel._worker.sampling import build_sampler
 
         s = self.settings
-        from gunicorn_otel._worker.active_span_processor import ActiveSpanProcessor
-        from gunicorn_otel._worker.inflight import InflightSpans
-
-        self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, s.bsp)
-        self.inflight = InflightSpans()
+        self._active_span_processor = ActiveSpanProcessor()
         provider = TracerProvider(
             resource=resource,
             sampler=build_sampler(s.sampler, s.sampler_arg),
             shutdown_on_exit=False,
-            active_span_processor=ActiveSpanProcessor(self._span_processor, self.inflight),
+            active_span_processor=self._active_span_processor,
         )
         self.tracer_provider = provider
         _set_global("TracerProvider", trace.set_tracer_provider, trace.get_tracer_provider, provider)
+
+    def _start_traces(self, resource) -> None:
+        from gunicorn_otel._worker.inflight import InflightSpans
+
+        self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, self.settings.bsp)
+        self.inflight = InflightSpans()
+        if self.tracer_provider is None:
+            self._set_tracer_provider(resource)
+        self._active_span_processor.attach(self._span_processor, self.inflight)
 
     def _start_metrics(self, resource) -> None:
         from opentelemetry import metrics

@@ -1,7 +1,9 @@
 """A plain WSGI app that uses only the OpenTelemetry API, as user code does.
 
-The tracer is a proxy obtained at import; it starts delegating once the worker's
-runtime sets the global provider.
+The tracer is obtained at import, as user code does.  It is the SDK's own
+when the worker's tracer provider was set before the app was imported (every
+worker class without ``--preload``), otherwise a proxy that delegates once
+the provider is set; ``/tracer`` says which.
 """
 
 import gc
@@ -47,6 +49,8 @@ def app(environ, start_response):
         return _reply(start_response, b"ok")
     if path == "/native-threads":
         return _reply(start_response, str(native_threads_not_from_gevent()).encode())
+    if path == "/tracer":
+        return _reply(start_response, type(tracer).__name__.encode())
     if path == "/pid":
         return _reply(start_response, str(os.getpid()).encode())
     if path == "/gc-frozen":

@@ -7,7 +7,10 @@ when it builds (``gevent_batch``, ``gevent_metric_reader``):
   ``post_worker_init``; ``post_fork`` runs before ``patch_all``
   (``gunicorn/workers/ggevent.py`` patches in ``init_process``).  So this
   module imports neither gevent nor the SDK at import time: ``prepare`` runs
-  in ``post_fork``.
+  in ``post_fork``.  Only the ``TracerProvider`` is set there, without its
+  pipeline (``Runtime.claim_tracing``): it starts no thread and imports no
+  exporter, and the app's import-time tracers are then the SDK's own rather
+  than proxies.
 * gRPC must be told about gevent after the standard library is patched and
   before any gRPC object exists (``grpc/experimental/gevent.py``), or a
   black-hole collector freezes the hub for the whole export timeout.
