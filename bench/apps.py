@@ -18,8 +18,7 @@ from opentelemetry import trace
 
 tracer = trace.get_tracer("bench.app")
 SPANS = int(os.environ.get("APP_SPANS_PER_REQUEST", "4"))
-# APP_SPAN_SHAPE -> what the benchmarks' tables call it
-SHAPES = {"nested": "1 parent, 3 children", "flat": "4 sibling roots"}
+SHAPES = ("nested", "flat")  # APP_SPAN_SHAPE
 SHAPE = os.environ.get("APP_SPAN_SHAPE", "nested")
 if SHAPE not in SHAPES:
     raise ValueError(f"APP_SPAN_SHAPE={SHAPE!r}: expected nested or flat")
@@ -34,6 +33,11 @@ def _write_count():
 
 
 atexit.register(_write_count)
+
+
+def describe(shape: str, count: int) -> str:
+    """What the benchmarks' tables call a request of ``count`` spans of this shape."""
+    return f"1 parent, {count - 1} children" if shape == "nested" else f"{count} sibling roots"
 
 
 def make_spans(spans_tracer, count: int = SPANS, shape: str = SHAPE) -> None:

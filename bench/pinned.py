@@ -29,7 +29,8 @@ gthread and tornado; FastAPI's native telemetry (hello world) under asgi and
 UvicornWorker; gevent.  Rows: ``floor`` (always run; the provider set in
 ``post_fork``, gevent included), ``floor_proxy`` (set in ``post_worker_init``,
 after Gunicorn imported the app, whose tracer is then a ``ProxyTracer``: what
-gevent workers did before 2026-12-03), ``uninstrumented``,
+gevent workers did before 2026-12-03; meaningful for the WSGI app, whose tracer
+is taken at import), ``uninstrumented``,
 ``upstream``, ``ours``, ``ours_thread`` (``GUNICORN_OTEL_SEND_AHEAD=false``),
 ``ours_none`` (``OTEL_TRACES_EXPORTER=none``), and the span path cut short
 after the processor, the encoder or the queue (``cut_processor``,
@@ -54,7 +55,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.apps import SHAPES  # noqa: E402
+from bench.apps import SHAPES, describe  # noqa: E402
 from tests.support.gunicorn_process import GunicornProcess  # noqa: E402
 
 # section -> (worker class, extra gunicorn args, wrk connections, app kind)
@@ -220,7 +221,7 @@ def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pat
 def print_section(section: str, results: dict, pinned: bool, shape: str) -> None:
     worker_class, extra, connections, kind = SECTIONS[section]
     where = "worker on CPU 1, wrk and sink on CPU 0" if pinned else "not pinned"
-    app = f"4 spans/request, {SHAPES[shape]}" if kind == "wsgi" else "FastAPI native telemetry"
+    app = f"4 spans/request, {describe(shape, 4)}" if kind == "wsgi" else "FastAPI native telemetry"
     print(f"\n### {section} (`-k {worker_class} -w 1 {' '.join(extra)}`, {app}, {where}; wrk -t1 -c{connections})\n")
     print(
         "| configuration | CPU us/req (median) | least | floor / row (median of rounds) | rounds' floor / row "

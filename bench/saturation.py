@@ -70,7 +70,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.apps import SHAPES  # noqa: E402
+from bench.apps import SHAPES, describe  # noqa: E402
 from tests.support.gunicorn_process import GunicornProcess  # noqa: E402
 from tests.support.receiver import OTLPReceiver, blackhole  # noqa: E402
 
@@ -370,7 +370,7 @@ def print_section(section: str, results: dict, workers: int, shape: str) -> None
     worker_class, extra_args, connections, kind = SECTIONS[section]
     print(
         f"\n### {section} (`-k {worker_class} -w {workers} {' '.join(extra_args)}`, wrk -t2 -c{connections}, "
-        f"{f'bench.apps.app, 4 spans/request ({SHAPES[shape]})' if kind == 'wsgi' else 'FastAPI native telemetry'})\n"
+        f"{f'bench.apps.app, 4 spans/request ({describe(shape, 4)})' if kind == 'wsgi' else 'FastAPI native telemetry'})\n"
     )
     print(
         "| configuration | req/s | vs floor | worker CPU us/req | floor CPU / CPU | p99 ms | busiest worker "

@@ -158,10 +158,10 @@ def test_a_batch_processor_not_ours_goes_through_the_sdk_loop():
     assert inflight.open_spans() == []
 
 
-def test_before_attach_nothing_is_processed_and_a_processor_added_first_keeps_the_sdk_loop():
-    # A provider set before its pipeline exists (gevent: Runtime.claim_tracing):
-    # spans ended before attach go nowhere; a library's processor added in
-    # between is called first, and ours still see every later span.
+def test_a_processor_added_before_attach_keeps_the_sdk_loop_and_ours_see_every_later_span():
+    # A provider set before its pipeline exists (gevent: runtime.claim_tracing):
+    # a span may start and end before attach (nothing to call, nothing fails);
+    # a library's processor added in between is called first.
     exporter = InMemorySpanExporter()
     options = BatchOptions(schedule_delay=30.0, max_queue_size=100, max_export_batch_size=50)
     batch = MODEL.span_processor(exporter, ExportStats(), options)
@@ -182,7 +182,7 @@ def test_before_attach_nothing_is_processed_and_a_processor_added_first_keeps_th
                 assert [span.name for span in inflight.open_spans()] == ["root"]
         assert batch.force_flush(5000)
         assert [span.name for span in exporter.get_finished_spans()] == ["child", "root"]
-        assert ("on_end", "child") in early.calls and ("on_end", "before") not in early.calls
+        assert ("on_end", "child") in early.calls
     finally:
         batch.shutdown(Deadline.after(5))
 

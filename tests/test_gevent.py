@@ -38,6 +38,11 @@ def test_every_span_delivered_clean_log_no_native_threads(worker_class, preload,
     proc.stop(signal.SIGTERM, timeout=30)
     spans = [s for s in receiver.spans() if s.name == "work"]
     assert len(spans) == 2000 * 4
+    # The provider was set before patching with an empty resource; the full
+    # one (the SDK's telemetry.sdk.*, ours) is merged in after patching.
+    resources = {(s.resource.get("telemetry.sdk.language"), s.resource.get("process.pid")) for s in spans}
+    assert {language for language, _ in resources} == {"python"}, resources
+    assert len({pid for _, pid in resources}) == 2, resources
     log = proc.log_text()
     assert not BAD_LOG.search(log), log
     assert log.count("dropped=0") == 2 * 3, log  # every signal of both workers

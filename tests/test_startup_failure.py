@@ -64,6 +64,9 @@ def test_ready_line_says_telemetry_failed_and_requests_are_served(worker_class, 
     env = otel_env(receiver.endpoint, PYTHONPATH=broken_requests)
     proc = gunicorn("wsgi_app:app", worker_class=worker_class, workers=1, env=env)
     assert proc.get("/?spans=2")[0] == 200
+    # No pipeline, so no span records: sync never set a provider; gevent set
+    # one in post_fork (runtime.claim_tracing) and turned its tracers off.
+    assert proc.get("/recording") == (200, b"False")
     proc.stop(signal.SIGTERM, timeout=30)
     log = proc.log_text()
     ready = re.findall(r"gunicorn-otel: worker \d+ ready \((.*)\)", log)

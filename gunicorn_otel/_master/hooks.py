@@ -4,7 +4,7 @@
 imported by ``conf.py`` in the master at config-load time, so it imports only
 the standard library and our settings; the SDK is imported in the worker, at
 the build point of its worker kind (after gevent patching for gevent, whose
-tracer provider alone is set in ``post_fork``: ``Runtime.claim_tracing``).
+tracer provider alone is set in ``post_fork``: ``runtime.claim_tracing``).
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def post_fork(server, worker) -> None:
     if kind.build_at == worker_kinds.POST_FORK:
         _start(kind.model or worker_kinds.THREADS, worker)
     elif kind.model is not None:
-        _claim_tracing(kind.model, worker)
+        _claim_tracing()
 
 
 def post_worker_init(worker) -> None:
@@ -256,35 +256,33 @@ def _start(worker_model: str, worker) -> None:
     s = _settings()
     if s.disabled:
         return
+    attributes = {"gunicorn.worker.slot": slots.of(worker) or 0}
     try:
-        from gunicorn_otel._worker import models
+        from gunicorn_otel._worker import models, runtime
 
         models.get(worker_model).setup(s)
-        _runtime(worker_model, worker).start()
+        model = worker_kinds.pipeline_model(worker_model, s.processor)
+        runtime.get_or_create(s, model=model, resource_attributes=attributes).start()
     except Exception as exc:
+        claimed_by = sys.modules.get("gunicorn_otel._worker.runtime")  # only it can have claimed a provider
+        if claimed_by is not None:
+            claimed_by.release_claim()
         state.start_error = f"{type(exc).__name__}: {exc}"
         logging.getLogger("gunicorn.error").exception(
             "gunicorn-otel: telemetry could not start in worker %s; serving without it", forksafe.pid()
         )
 
 
-def _claim_tracing(worker_model: str, worker) -> None:
-    """A worker that builds after its app is loaded: set its tracer provider now (``Runtime.claim_tracing``)."""
+def _claim_tracing() -> None:
+    """A worker that builds after its app is loaded: set its tracer provider now (``runtime.claim_tracing``)."""
     if _settings().disabled:
         return
     try:
-        _runtime(worker_model, worker).claim_tracing()
-    except Exception:  # ``_start`` tries again, and reports
+        from gunicorn_otel._worker import runtime
+
+        runtime.claim_tracing(_settings())
+    except Exception:  # ``_start`` builds one as usual, and reports
         log.debug("gunicorn-otel: early tracer provider failed in worker %s", forksafe.pid(), exc_info=True)
-
-
-def _runtime(worker_model: str, worker):
-    """This worker's runtime (``runtime.get_or_create``), for ``worker_model`` under ``GUNICORN_OTEL_PROCESSOR``."""
-    from gunicorn_otel._worker import runtime
-
-    s = _settings()
-    model = worker_kinds.pipeline_model(worker_model, s.processor)
-    return runtime.get_or_create(s, model=model, resource_attributes={"gunicorn.worker.slot": slots.of(worker) or 0})
 
 
 def _adopt_gunicorn_log_handlers(glogger) -> None:

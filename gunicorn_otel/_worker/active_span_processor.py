@@ -21,7 +21,7 @@ provider), every event goes through the SDK's loop, ours included.  The fast
 path is taken only where ``otlp_wire.reads_span_fields`` has checked the
 SDK span layout it reads; ``tests/test_active_span_processor.py`` proves the
 same outcome as the SDK's loop.  A provider may be set before its pipeline
-exists (gevent: ``Runtime.claim_tracing``); until ``attach`` adds ours, it
+exists (gevent: ``runtime.claim_tracing``); until ``attach`` adds ours, it
 processes nothing.
 """
 
@@ -32,7 +32,6 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
 
-from gunicorn_otel._worker.batch_processors import BatcherSpanProcessor
 from gunicorn_otel._worker.inflight import InflightSpans
 from gunicorn_otel._worker.otlp_wire import reads_span_fields
 
@@ -53,20 +52,22 @@ class ActiveSpanProcessor(SynchronousMultiSpanProcessor):
         added earlier (a library given the provider while the app was imported)
         keeps every event on the SDK's loop, which calls it first.
         """
+        # Here, not at import: this module is imported before gevent patches
+        # (``runtime.claim_tracing``), and ``batch_processors`` imports the
+        # SDK's logs module, whose module-level ``Lock`` would stay native.
+        from gunicorn_otel._worker.batch_processors import BatcherSpanProcessor
+
         self.add_span_processor(batch)
         self.add_span_processor(inflight)
         # ``add_span_processor`` makes a new tuple: while this one is current,
         # ours are the only processors.
-        direct = (
-            isinstance(batch, BatcherSpanProcessor)
-            and reads_span_fields()
-            and self._span_processors == (batch, inflight)
-        )
+        current = self._span_processors
+        direct = isinstance(batch, BatcherSpanProcessor) and reads_span_fields() and current == (batch, inflight)
         self._root_started = inflight.root_started
         self._tracked = inflight.live  # the same dict, never rebound (``InflightSpans.on_end`` inline)
         # Used only on the direct path, where ``batch`` is a BatcherSpanProcessor.
         self._emit: Callable[[Any], None] = batch.batcher.emit if direct else batch.on_end
-        self._ours = self._span_processors if direct else None
+        self._ours = current if direct else None
 
     def on_start(self, span, parent_context=None) -> None:
         if self._span_processors is not self._ours:

@@ -49,13 +49,16 @@ __all__ = ["Deadline", "Runtime", "current", "get_or_create", "hosted"]
 log = logging.getLogger(__name__)
 
 _current: Runtime | None = None
+# (provider, active span processor) set by ``claim_tracing``, until ``Runtime.start`` takes it.
+_claimed: tuple[Any, Any] | None = None
 
 
 @forksafe.register
 def _drop_in_child() -> None:
-    """A runtime inherited across fork is the parent's: forget it, never flush it."""
-    global _current
+    """A runtime or claimed provider inherited across fork is the parent's: forget it, never flush it."""
+    global _current, _claimed
     _current = None
+    _claimed = None
 
 
 def current() -> Runtime | None:
@@ -129,8 +132,7 @@ class Runtime:
         from gunicorn_otel._worker import exporters
         from gunicorn_otel._worker.counting import CountingExporter, CountingMetricExporter
 
-        # A provider set early (``claim_tracing``) already holds this resource.
-        resource = self.tracer_provider.resource if self.tracer_provider is not None else self._resource()
+        resource = self._resource()
         signals = self.settings.enabled_signals()
         for signal in signals:
             inner = exporters.build(signal, self.settings.exporting(signal))
@@ -163,53 +165,23 @@ class Runtime:
         attributes["process.pid"] = self.pid
         return Resource.create(attributes)
 
-    def claim_tracing(self) -> None:
-        """Set this process's ``TracerProvider`` as the global one now, before its pipeline exists.
-
-        For a worker whose pipelines are built later than its app is loaded
-        (gevent builds in ``post_worker_init``, after ``monkey.patch_all()``
-        and after Gunicorn imports the app): a tracer the app takes at import
-        (``tracer = trace.get_tracer(__name__)``, an instrumentor's middleware)
-        is then the SDK's own, not a ``ProxyTracer``, which adds a generator
-        context manager to every ``start_as_current_span`` for the life of the
-        worker (``opentelemetry/trace/__init__.py``).  Building the provider
-        creates no thread and imports neither ``ssl`` nor an exporter.  Spans
-        ended before ``start`` attaches the pipeline are not exported, as with
-        the proxy's no-op tracer; if ``start`` fails, none are (the worker's
-        ready line says telemetry failed to start).
-        """
-        if self.started or self.stopped or not self._here() or self.tracer_provider is not None:
-            return
-        if self.settings.disabled or TRACES not in self.settings.enabled_signals():
-            return
-        self._set_tracer_provider(self._resource())
-
-    def _set_tracer_provider(self, resource) -> None:
+    def _start_traces(self, resource) -> None:
         from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider
 
         from gunicorn_otel._worker.active_span_processor import ActiveSpanProcessor
-        from gunicorn_otel._worker.sampling import build_sampler
-
-        s = self.settings
-        self._active_span_processor = ActiveSpanProcessor()
-        provider = TracerProvider(
-            resource=resource,
-            sampler=build_sampler(s.sampler, s.sampler_arg),
-            shutdown_on_exit=False,
-            active_span_processor=self._active_span_processor,
-        )
-        self.tracer_provider = provider
-        _set_global("TracerProvider", trace.set_tracer_provider, trace.get_tracer_provider, provider)
-
-    def _start_traces(self, resource) -> None:
         from gunicorn_otel._worker.inflight import InflightSpans
 
         self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, self.settings.bsp)
         self.inflight = InflightSpans()
-        if self.tracer_provider is None:
-            self._set_tracer_provider(resource)
-        self._active_span_processor.attach(self._span_processor, self.inflight)
+        claimed = _take_claimed(resource)
+        if claimed is not None:  # already global (``claim_tracing``): give it its pipeline
+            self.tracer_provider, self._active_span_processor = claimed
+            self._active_span_processor.attach(self._span_processor, self.inflight)
+            return
+        self._active_span_processor = ActiveSpanProcessor(self._span_processor, self.inflight)
+        provider = _tracer_provider(self.settings, resource, self._active_span_processor)
+        self.tracer_provider = provider
+        _set_global("TracerProvider", trace.set_tracer_provider, trace.get_tracer_provider, provider)
 
     def _start_metrics(self, resource) -> None:
         from opentelemetry import metrics
@@ -399,6 +371,93 @@ class Runtime:
 
     def _owns_live_providers(self) -> bool:
         return self.started and not self.stopped and self._here()
+
+
+def _tracer_provider(settings: Settings, resource, active_span_processor):
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from gunicorn_otel._worker.sampling import build_sampler
+
+    return TracerProvider(
+        resource=resource,
+        sampler=build_sampler(settings.sampler, settings.sampler_arg),
+        shutdown_on_exit=False,
+        active_span_processor=active_span_processor,
+    )
+
+
+# What adopting a claimed provider after patching needs from the SDK's
+# ``TracerProvider`` (opentelemetry-sdk >= 1.45, ``opentelemetry/sdk/trace/__init__.py``):
+# without them, nothing is claimed and the worker builds as before.
+_ADOPTION_API = ("_update_resource", "_set_tracer_configurator", "_tracers_lock")
+
+
+def claim_tracing(settings: Settings) -> None:
+    """Set this process's ``TracerProvider`` as the global one now, before its pipeline exists.
+
+    For gevent workers, whose pipelines are built in ``post_worker_init``
+    (after ``monkey.patch_all()``) while Gunicorn imports the app before it: a
+    tracer the app takes at import (``tracer = trace.get_tracer(__name__)``,
+    an instrumentor's middleware) is then the SDK's own, not a ``ProxyTracer``,
+    which adds a generator context manager to every ``start_as_current_span``
+    for the life of the worker (``opentelemetry/trace/__init__.py``).
+
+    Only what is safe before patching is built here: the provider, with an
+    empty resource (the resource detectors run in threads, and some do network
+    I/O: they run in ``Runtime.start``, after patching, and ``_take_claimed``
+    merges their resource in, as the SDK's own fork handler does) and an
+    ``ActiveSpanProcessor`` with no processor yet.  Neither imports an
+    exporter, ``ssl`` or the SDK's logs module, or starts a thread.  Spans
+    ended before ``Runtime.start`` attaches the pipeline are not exported, as
+    with the proxy's no-op tracer; if the start fails, ``release_claim``
+    disables the provider's tracers.
+    """
+    global _claimed
+    if _claimed is not None or settings.disabled or TRACES not in settings.enabled_signals():
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+
+    from gunicorn_otel._worker.active_span_processor import ActiveSpanProcessor
+
+    active = ActiveSpanProcessor()
+    provider = _tracer_provider(settings, Resource.get_empty(), active)
+    if not all(hasattr(provider, name) for name in _ADOPTION_API):
+        return
+    _set_global("TracerProvider", trace.set_tracer_provider, trace.get_tracer_provider, provider)
+    _claimed = (provider, active)
+
+
+def _take_claimed(resource):
+    """The claimed (provider, active processor), now owned by the caller, with ``resource`` and gevent's locks."""
+    global _claimed
+    claimed, _claimed = _claimed, None
+    if claimed is None:
+        return None
+    import threading
+
+    provider, active = claimed
+    # Built before patching: its two locks are native.  Nothing holds them
+    # here; new ones are the patched kind (the SDK's fork handler replaces
+    # ``_tracers_lock`` the same way).
+    provider._tracers_lock = threading.Lock()
+    active._lock = threading.Lock()
+    provider._update_resource(resource)  # also the resource of every tracer already handed out
+    return claimed
+
+
+def release_claim() -> None:
+    """The worker's start failed: turn the claimed provider's tracers off (non-recording spans, as a no-op tracer's)."""
+    global _claimed
+    claimed, _claimed = _claimed, None
+    if claimed is None:
+        return
+    try:
+        from opentelemetry.sdk.trace import _disable_tracer_configurator
+
+        claimed[0]._set_tracer_configurator(tracer_configurator=_disable_tracer_configurator)
+    except Exception:  # the spans then record, and go nowhere
+        log.debug("gunicorn-otel: could not turn the claimed tracer provider off", exc_info=True)
 
 
 def _set_global(what: str, setter, getter, provider) -> None:

@@ -51,6 +51,9 @@ def app(environ, start_response):
         return _reply(start_response, str(native_threads_not_from_gevent()).encode())
     if path == "/tracer":
         return _reply(start_response, type(tracer).__name__.encode())
+    if path == "/recording":
+        with tracer.start_as_current_span("probe") as span:
+            return _reply(start_response, str(span.is_recording()).encode())
     if path == "/pid":
         return _reply(start_response, str(os.getpid()).encode())
     if path == "/gc-frozen":

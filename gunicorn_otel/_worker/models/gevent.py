@@ -8,9 +8,9 @@ when it builds (``gevent_batch``, ``gevent_metric_reader``):
   (``gunicorn/workers/ggevent.py`` patches in ``init_process``).  So this
   module imports neither gevent nor the SDK at import time: ``prepare`` runs
   in ``post_fork``.  Only the ``TracerProvider`` is set there, without its
-  pipeline (``Runtime.claim_tracing``): it starts no thread and imports no
-  exporter, and the app's import-time tracers are then the SDK's own rather
-  than proxies.
+  pipeline or resource detectors (``runtime.claim_tracing``): it starts no
+  thread and imports no exporter, and the app's import-time tracers are then
+  the SDK's own rather than proxies.
 * gRPC must be told about gevent after the standard library is patched and
   before any gRPC object exists (``grpc/experimental/gevent.py``), or a
   black-hole collector freezes the hub for the whole export timeout.
