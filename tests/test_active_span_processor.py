@@ -35,13 +35,15 @@ class _RecordOnly(Sampler):
 
 
 class _Setup:
-    def __init__(self, active: bool, sampler=None) -> None:
+    """``attached=False``: our active processor without our processors yet (``runtime.claim_tracing``)."""
+
+    def __init__(self, active: bool, sampler=None, attached: bool = True) -> None:
         self.exporter = InMemorySpanExporter()
         options = BatchOptions(schedule_delay=30.0, max_queue_size=100, max_export_batch_size=50)
         self.batch = MODEL.span_processor(self.exporter, ExportStats(), options)
         self.inflight = InflightSpans()
         if active:
-            self.processor = ActiveSpanProcessor(self.batch, self.inflight)
+            self.processor = ActiveSpanProcessor(self.batch, self.inflight) if attached else ActiveSpanProcessor()
         else:
             self.processor = SynchronousMultiSpanProcessor()
             self.processor.add_span_processor(self.batch)
@@ -162,46 +164,33 @@ def test_a_processor_added_before_attach_keeps_the_sdk_loop_and_ours_see_every_l
     # A provider set before its pipeline exists (gevent: runtime.claim_tracing):
     # a span may start and end before attach (nothing to call, nothing fails);
     # a library's processor added in between is called first.
-    exporter = InMemorySpanExporter()
-    options = BatchOptions(schedule_delay=30.0, max_queue_size=100, max_export_batch_size=50)
-    batch = MODEL.span_processor(exporter, ExportStats(), options)
-    inflight = InflightSpans()
-    active = ActiveSpanProcessor()
-    provider = TracerProvider(active_span_processor=active, shutdown_on_exit=False)
-    tracer = provider.get_tracer("test.active")
+    s = _Setup(active=True, attached=False)
     try:
-        with tracer.start_as_current_span("before"):
+        with s.tracer.start_as_current_span("before"):
             pass
         early = _Calls()
-        provider.add_span_processor(early)
-        active.attach(batch, inflight)
-        assert active._span_processors == (early, batch, inflight)
-        assert active._ours is None  # the SDK's loop, which calls ``early`` too
-        with tracer.start_as_current_span("root"):
-            with tracer.start_as_current_span("child"):
-                assert [span.name for span in inflight.open_spans()] == ["root"]
-        assert batch.force_flush(5000)
-        assert [span.name for span in exporter.get_finished_spans()] == ["child", "root"]
+        s.provider.add_span_processor(early)
+        s.processor.attach(s.batch, s.inflight)
+        assert s.processor._span_processors == (early, s.batch, s.inflight)
+        assert s.processor._ours is None  # the SDK's loop, which calls ``early`` too
+        with s.tracer.start_as_current_span("root"):
+            with s.tracer.start_as_current_span("child"):
+                assert s.tracked() == ["root"]
+        assert s.exported() == ["child", "root"]
         assert ("on_end", "child") in early.calls
     finally:
-        batch.shutdown(Deadline.after(5))
+        s.close()
 
 
 def test_attach_takes_the_direct_path_when_ours_are_the_only_processors():
-    exporter = InMemorySpanExporter()
-    options = BatchOptions(schedule_delay=30.0, max_queue_size=100, max_export_batch_size=50)
-    batch = MODEL.span_processor(exporter, ExportStats(), options)
-    inflight = InflightSpans()
-    active = ActiveSpanProcessor()
-    provider = TracerProvider(active_span_processor=active, shutdown_on_exit=False)
+    s = _Setup(active=True, attached=False)
     try:
-        with provider.get_tracer("test.active").start_as_current_span("before"):
+        with s.tracer.start_as_current_span("before"):
             pass
-        active.attach(batch, inflight)
-        assert active._span_processors is active._ours
-        with provider.get_tracer("test.active").start_as_current_span("after"):
+        s.processor.attach(s.batch, s.inflight)
+        assert s.processor._span_processors is s.processor._ours
+        with s.tracer.start_as_current_span("after"):
             pass
-        assert batch.force_flush(5000)
-        assert [span.name for span in exporter.get_finished_spans()] == ["after"]
+        assert s.exported() == ["after"]
     finally:
-        batch.shutdown(Deadline.after(5))
+        s.close()
