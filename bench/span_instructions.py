@@ -17,10 +17,16 @@ sibling roots), no HTTP server.  Configurations:
 * floor, ProxyTracer: the same, with the tracer taken before the provider
   was set, as an app imported before its worker's provider is set keeps it
   (a gevent worker before 2026-12-03; any ``--preload`` app);
+* floor, ProxyTracer, shortcut: the same, with the ``ProxyTracer`` shortcut
+  every worker installs (``_worker/proxy_tracers``) and nothing else of ours:
+  what a proxy still costs;
 * gunicorn-otel, producer side: the thread model's provider as a worker builds
   it (``Runtime.start``), with an exporter that sends nothing and send-ahead
   off, so what is counted is the request thread's work plus the export
   thread taking batches;
+* gunicorn-otel, producer side, ProxyTracer: the same, with the tracer taken
+  before the provider was set (a ``--preload`` app's), through the shortcut
+  the worker installs (``_worker/proxy_tracers``);
 * encode only: the same provider, each ended span encoded and thrown away;
 * batches assembled: the producer side, plus the exporter assembling each
   batch's request body (``otlp_wire.encode_spans``) and sending nothing: all of
@@ -56,7 +62,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = {
     "floor": "floor: spans made, never exported",
     "floor_proxy": "floor, the app's tracer taken before the provider was set (a ProxyTracer)",
+    "floor_proxy_shortcut": "floor, the app's tracer a ProxyTracer, gunicorn-otel's shortcut installed",
     "producer": "gunicorn-otel, producer side (exporter sends nothing)",
+    "producer_proxy": "gunicorn-otel, producer side, the app's tracer a ProxyTracer (its shortcut installed)",
     "encode": "encode only",
     "assembled": "gunicorn-otel, batches assembled (nothing sent)",
     "spans_queued": "spans queued, encoded by batch (not used)",
@@ -77,11 +85,16 @@ def _child(config: str, requests: int, spans: int, shape: str) -> None:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     runtime = None
-    early = trace.get_tracer("bench.app") if config == "floor_proxy" else None
-    if config in ("floor", "floor_proxy"):
+    proxied = ("floor_proxy", "floor_proxy_shortcut", "producer_proxy")
+    early = trace.get_tracer("bench.app") if config in proxied else None
+    if config.startswith("floor"):
         from opentelemetry.sdk.trace import TracerProvider
 
         trace.set_tracer_provider(TracerProvider(shutdown_on_exit=False))
+        if config == "floor_proxy_shortcut":
+            from gunicorn_otel._worker import proxy_tracers
+
+            proxy_tracers.install()
     else:
         from gunicorn_otel import settings
         from gunicorn_otel._worker import otlp_wire

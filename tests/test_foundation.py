@@ -132,10 +132,19 @@ def test_preload_builds_nothing_in_the_master(receiver, gunicorn):
     proc = gunicorn("wsgi_app:app", workers=2, env=otel_env(receiver.endpoint), args=("--preload",))
     for _ in range(10):
         assert proc.get("/")[0] == 200
+        assert proc.get("/nested")[0] == 200
+    # The app's tracer was taken in the master, before any provider: a ProxyTracer,
+    # which the worker makes hand out its real tracer's spans directly (_worker/proxy_tracers).
+    assert proc.get("/tracer") == (200, b"ProxyTracer")
+    assert proc.get("/proxy-method") == (200, b"gunicorn_otel._worker.proxy_tracers")
     proc.stop(signal.SIGTERM, timeout=30)
     spans = receiver.spans()
     assert len([s for s in spans if s.name == "work"]) == 10
     assert proc.master_pid not in {s.resource["process.pid"] for s in spans}
+    outer = {s.span_id: s for s in spans if s.name == "outer"}
+    inner = [s for s in spans if s.name == "inner"]
+    assert len(outer) == len(inner) == 10
+    assert all(s.proto.parent_span_id.hex() in outer for s in inner)
 
 
 def test_worker_timeout_is_recorded_with_the_stuck_stack(receiver, gunicorn):

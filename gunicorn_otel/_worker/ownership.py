@@ -6,6 +6,9 @@
   record once), system metrics as part of the runtime metrics.
 * Per-worker ``process.*`` metrics (``GUNICORN_OTEL_RUNTIME_METRICS``).
 * The watch for foreign pipelines, and its two metrics.
+* With traces on, tracers taken before the worker's provider was set (a
+  ``--preload`` app's, instrumentors loaded by ``opentelemetry-instrument``)
+  stop wrapping each span in a second context manager (``proxy_tracers``).
 
 Each step is independent and a failure costs that step only, never the worker.
 """
@@ -29,6 +32,8 @@ def adopt(runtime) -> None:
         if settings.runtime_metrics or wanted_everything:
             _step("runtime metrics", _runtime_metrics, meter_provider, wanted_everything)
     _step("foreign pipeline watch", _watch, meter_provider)
+    if runtime.tracer_provider is not None:
+        _step("proxy tracer shortcut", _proxy_tracers)
 
 
 def _step(what: str, fn, *args) -> None:
@@ -50,6 +55,12 @@ def _runtime_metrics(meter_provider, everything: bool) -> None:
     from gunicorn_otel._worker import runtime_metrics
 
     runtime_metrics.start(meter_provider, everything=everything)
+
+
+def _proxy_tracers() -> None:
+    from gunicorn_otel._worker import proxy_tracers
+
+    proxy_tracers.install()
 
 
 def _watch(meter_provider) -> None:

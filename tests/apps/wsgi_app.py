@@ -51,6 +51,13 @@ def app(environ, start_response):
         return _reply(start_response, str(native_threads_not_from_gevent()).encode())
     if path == "/tracer":
         return _reply(start_response, type(tracer).__name__.encode())
+    if path == "/proxy-method":  # whose start_as_current_span a ProxyTracer runs here
+        return _reply(start_response, trace.ProxyTracer.start_as_current_span.__module__.encode())
+    if path == "/nested":
+        with tracer.start_as_current_span("outer"):
+            with tracer.start_as_current_span("inner"):
+                pass
+        return _reply(start_response, b"ok")
     if path == "/recording":
         with tracer.start_as_current_span("probe") as span:
             return _reply(start_response, str(span.is_recording()).encode())
