@@ -1,7 +1,7 @@
 """CPU per request of one Gunicorn worker, for several configurations side by side.
 
     python bench/pinned.py [--only sync,uvicorn] [--rows floor,ours,ours_thread] [--rounds 11]
-                           [--seconds 2] [--no-pin]
+                           [--seconds 2] [--no-pin] [--sink http.server|asyncio]
 
 ``bench/saturation.py`` runs each row in turn, with the load generator, the
 receiver and two workers sharing both cores: its ratios move by +-0.1 between
@@ -12,7 +12,9 @@ per request, against the SDK floor":
 * by default the worker (all its threads) runs on CPU 1 and ``wrk`` (one
   thread) and a minimal OTLP/HTTP sink on CPU 0; ``--no-pin`` leaves every
   process to the scheduler, as in production, where an export thread may run
-  on the other core;
+  on the other core.  The sink's own CPU is taken from ``wrk``'s core:
+  ``--sink asyncio`` answers the same requests for less of it than the
+  default ``http.server`` (a thread and header objects per request);
 * rounds interleave the configurations (floor first, then each row), and each
   round reads the worker's CPU clock (``/proc/PID/stat``: all its threads)
   before and after ``--seconds`` of load, after 1 s of unmeasured warm-up
@@ -47,6 +49,7 @@ figures in docs/pipelines.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import http.server
 import multiprocessing
@@ -133,12 +136,55 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
-def _serve(port_queue, pin: bool) -> None:
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
+
+
+class _AsyncioSink(asyncio.Protocol):
+    """The same answers as ``_Sink`` for less CPU: one event loop, no header objects.
+
+    HTTP/1.1 with kept-alive connections and ``Content-Length`` framing, which
+    is what the exporters and send-ahead send; every request gets 200 with an
+    empty body.
+    """
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+        self.needed = -1  # bytes of the current request (headers and body), once its headers are in
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while True:
+            if self.needed < 0:
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                length = 0
+                for line in bytes(buffer[:end]).split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                self.needed = end + 4 + length
+            if len(buffer) < self.needed:
+                return
+            del buffer[: self.needed]
+            self.needed = -1
+            self.transport.write(_OK)
+
+
+def _serve(port_queue, pin: bool, kind: str = "http.server") -> None:
     if pin:
         os.sched_setaffinity(0, {0})
-    server = _Server(("127.0.0.1", 0), _Sink)
-    port_queue.put(server.server_address[1])
-    server.serve_forever()
+    if kind == "asyncio":
+        loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(loop.create_server(_AsyncioSink, "127.0.0.1", 0))
+        port_queue.put(server.sockets[0].getsockname()[1])
+        loop.run_forever()
+        return
+    http_server = _Server(("127.0.0.1", 0), _Sink)
+    port_queue.put(http_server.server_address[1])
+    http_server.serve_forever()
 
 
 def row_app_config(section: str, row: str) -> tuple[str, str | None]:
@@ -275,6 +321,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="let the scheduler place every process")
+    parser.add_argument(
+        "--sink",
+        choices=("http.server", "asyncio"),
+        default="http.server",
+        help="the OTLP receiver: http.server (a thread per connection) or asyncio (one loop, less CPU)",
+    )
     parser.add_argument("--shape", choices=SHAPES, default="nested", help="the WSGI app's spans (bench/apps.py)")
     args = parser.parse_args()
     if os.cpu_count() is None or len(os.sched_getaffinity(0)) < 2:
@@ -284,12 +336,15 @@ def main() -> int:
     if "floor" not in rows:
         rows.insert(0, "floor")
     ports: multiprocessing.Queue = multiprocessing.Queue()
-    sink = multiprocessing.Process(target=_serve, args=(ports, args.pin), daemon=True)
+    sink = multiprocessing.Process(target=_serve, args=(ports, args.pin, args.sink), daemon=True)
     sink.start()
     endpoint = f"http://127.0.0.1:{ports.get(timeout=10)}"
     import tempfile
 
-    print(f"Python {sys.version.split()[0]}, {args.rounds} rounds of {args.seconds:g} s per row, interleaved")
+    print(
+        f"Python {sys.version.split()[0]}, {args.rounds} rounds of {args.seconds:g} s per row, interleaved, "
+        f"{args.sink} sink"
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for section in args.only.split(","):
