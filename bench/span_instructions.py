@@ -149,19 +149,26 @@ def _start(config: str, requests: int, spans: int, shape: str, cache_sim: bool, 
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _events(process: subprocess.Popen, out: pathlib.Path) -> dict[str, int]:
-    """Callgrind's totals by event (Ir, and with cache simulation I1mr, D1mr, D1mw...)."""
-    _, stderr = process.communicate()
+def callgrind_totals(out: pathlib.Path) -> dict[str, int] | None:
+    """A callgrind output file's totals by event (Ir, and with cache simulation I1mr, D1mr, D1mw...)."""
     names = totals = None
     if out.exists():
-        for line in out.read_text().splitlines():
+        for line in out.read_text(errors="replace").splitlines():
             if line.startswith("events:"):
                 names = line.split()[1:]
             elif line.startswith("summary:") or line.startswith("totals:"):
                 totals = [int(n) for n in line.split()[1:]]
     if not names or not totals:
-        raise SystemExit(f"callgrind gave no totals:\n{stderr[-2000:]}")
+        return None
     return dict(zip(names, totals, strict=False))
+
+
+def _events(process: subprocess.Popen, out: pathlib.Path) -> dict[str, int]:
+    _, stderr = process.communicate()
+    totals = callgrind_totals(out)
+    if totals is None:
+        raise SystemExit(f"callgrind gave no totals:\n{stderr[-2000:]}")
+    return totals
 
 
 def main() -> None:
