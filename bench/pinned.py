@@ -36,6 +36,7 @@ after Gunicorn imported the app, whose tracer is then a ``ProxyTracer``: what
 gevent workers did before 2026-12-03; meaningful for the WSGI app, whose tracer
 is taken at import), ``uninstrumented``,
 ``upstream``, ``ours``, ``ours_thread`` (``GUNICORN_OTEL_SEND_AHEAD=false``),
+``ours_python`` (``GUNICORN_OTEL_NATIVE_ENCODER=false``: the Python span encoder),
 ``ours_none`` (``OTEL_TRACES_EXPORTER=none``), ``ours_black_hole`` (gunicorn-otel
 exporting to a socket that accepts connections and never answers: its p99
 is compared with the ``ours`` round just before it, issue #13's "black-hole
@@ -96,6 +97,11 @@ ROWS: dict[str, tuple[str, str | None, dict]] = {
     ),
     # Its endpoint is replaced by a black hole (``run_section``).
     "ours_black_hole": ("gunicorn-otel, black-hole collector", "python:gunicorn_otel.conf", OURS_ENV),
+    "ours_python": (
+        "gunicorn-otel, Python span encoder (GUNICORN_OTEL_NATIVE_ENCODER=false)",
+        "python:gunicorn_otel.conf",
+        {**OURS_ENV, "GUNICORN_OTEL_NATIVE_ENCODER": "false"},
+    ),
     "ours_none": (
         "gunicorn-otel, OTEL_TRACES_EXPORTER=none",
         "python:gunicorn_otel.conf",

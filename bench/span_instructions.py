@@ -28,6 +28,9 @@ sibling roots), no HTTP server.  Configurations:
   before the provider was set (a ``--preload`` app's), through the shortcut
   the worker installs (``_worker/proxy_tracers``);
 * encode only: the same provider, each ended span encoded and thrown away;
+* producer side and encode only, Python span encoder: the same two with
+  ``GUNICORN_OTEL_NATIVE_ENCODER=false`` (the others use the C encoder where
+  it is built, as a worker does);
 * batches assembled: the producer side, plus the exporter assembling each
   batch's request body (``otlp_wire.encode_spans``) and sending nothing: all of
   our CPU but the HTTP exchange;
@@ -65,7 +68,9 @@ CONFIGS = {
     "floor_proxy_shortcut": "floor, the app's tracer a ProxyTracer, gunicorn-otel's shortcut installed",
     "producer": "gunicorn-otel, producer side (exporter sends nothing)",
     "producer_proxy": "gunicorn-otel, producer side, the app's tracer a ProxyTracer (its shortcut installed)",
+    "producer_python": "gunicorn-otel, producer side, Python span encoder (GUNICORN_OTEL_NATIVE_ENCODER=false)",
     "encode": "encode only",
+    "encode_python": "encode only, Python span encoder",
     "assembled": "gunicorn-otel, batches assembled (nothing sent)",
     "spans_queued": "spans queued, encoded by batch (not used)",
 }
@@ -81,6 +86,9 @@ def _child(config: str, requests: int, spans: int, shape: str) -> None:
         GUNICORN_OTEL_RUNTIME_METRICS="false",
         GUNICORN_OTEL_SEND_AHEAD="false",
     )
+    if config.endswith("_python"):  # the same row with the Python span encoder
+        os.environ["GUNICORN_OTEL_NATIVE_ENCODER"] = "false"
+        config = config.removesuffix("_python")
     from opentelemetry import trace
     from opentelemetry.sdk.trace.export import SpanExportResult
 

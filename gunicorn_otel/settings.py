@@ -495,6 +495,14 @@ VARS: tuple[Var, ...] = (
         "sends it without waiting for the answer, so the export thread stays asleep (docs/pipelines.md)",
         "true, false",
     ),
+    Var(
+        PREFIX + "NATIVE_ENCODER",
+        _bool,
+        True,
+        "encode the usual ended span with the C extension where it was built at install (same bytes as the "
+        "Python encoder, several times cheaper); false: the Python encoder (docs/pipelines.md)",
+        "true, false",
+    ),
 )
 
 BY_NAME = {var.name: var for var in VARS}
@@ -574,6 +582,7 @@ class Settings:
     wrap_app: bool
     runtime_metrics: bool = True
     gc_freeze: bool = True
+    native_encoder: bool = True
     prometheus: PrometheusOptions | None = None  # None: OTEL_METRICS_EXPORTER does not name prometheus
 
     def service_name_resolved(self) -> str:
@@ -711,6 +720,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         runtime_metrics=values[PREFIX + "RUNTIME_METRICS"],
         prometheus=prometheus,
         gc_freeze=values[PREFIX + "GC_FREEZE"],
+        native_encoder=values[PREFIX + "NATIVE_ENCODER"],
     )
 
 

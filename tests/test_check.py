@@ -34,7 +34,15 @@ def test_healthy_configuration_exits_0_and_redacts_headers():
     assert "TOPSECRET" not in done.stdout
     assert "x-api-key" in done.stdout
     assert "gevent   built in post_worker_init" in done.stdout
+    assert "span encoder: C extension" in done.stdout
     assert done.stdout.strip().endswith("OK")
+
+
+def test_check_names_the_python_encoder_when_the_c_one_is_off():
+    with OTLPReceiver() as receiver:
+        done = check({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "GUNICORN_OTEL_NATIVE_ENCODER": "false"})
+    assert done.returncode == 0, done.stdout
+    assert "span encoder: Python (GUNICORN_OTEL_NATIVE_ENCODER=false)" in done.stdout
 
 
 def test_unreachable_collector_and_traps_exit_1_in_json():

@@ -110,6 +110,19 @@ LINK_REMOTE = SpanContext(trace_id=2**128 - 1, span_id=2**64 - 1, is_remote=True
 LINK_LOCAL = SpanContext(trace_id=99, span_id=98, is_remote=False)
 
 
+@pytest.fixture(autouse=True, params=["native", "python"])
+def encoder(request):
+    """Every test here runs with the C encoder (``_worker/_span_wire``) and with the Python one."""
+    native = request.param == "native"
+    if native and otlp_wire.NATIVE is None:
+        pytest.fail(
+            "the C extension gunicorn_otel._worker._span_wire is not built (pip install -e . needs a C compiler)"
+        )
+    assert otlp_wire.use_native(native) is native
+    yield request.param
+    otlp_wire.use_native(True)
+
+
 def _provider(resource, limits=None):
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=resource, span_limits=limits, shutdown_on_exit=False)

@@ -222,6 +222,8 @@ def post_worker_init(worker) -> None:
         telemetry = f"telemetry failed to start: {state.start_error}"
     elif current is not None and running:
         telemetry = f"{current.processor} processor"
+        if current.span_encoder:
+            telemetry += f", {current.span_encoder} span encoder"
     else:
         telemetry = "telemetry off"
     log.info("gunicorn-otel: worker %s ready (%s worker, %s)", forksafe.pid(), kind.name, telemetry)

@@ -46,14 +46,26 @@ def probe() -> dict:
         if model == worker_kinds.GEVENT:
             model = worker_kinds.THREADS  # greenlet processors need a patched process
         models.get(model).setup(settings)
-        runtime.get_or_create(settings, model=model).start()
+        built = runtime.get_or_create(settings, model=model)
+        built.start()
     except Exception as exc:  # noqa: BLE001 - exactly what a worker would log and survive
         return {
             "ok": False,
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(limit=-4),
         }
-    return {"ok": True, "signals": settings.enabled_signals()}
+    return {"ok": True, "signals": settings.enabled_signals(), "span_encoder": _span_encoder(settings, built)}
+
+
+def _span_encoder(settings, built) -> str:
+    """Which encoder the span pipeline got (``Runtime.span_encoder``), and why."""
+    if built.span_encoder == "C":
+        return "C extension"
+    if not settings.native_encoder:
+        return "Python (GUNICORN_OTEL_NATIVE_ENCODER=false)"
+    return (
+        "Python: the C extension is not built (no C compiler when gunicorn-otel was installed?); same bytes, more CPU"
+    )
 
 
 def main() -> None:

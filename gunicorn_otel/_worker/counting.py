@@ -48,9 +48,15 @@ class CountingExporter:
         self.stats = stats
         self.export_log = export_log or ExportLogLimiter()
         self._shut = False
-        # A processor may encode each span as it ends if the exporter can
-        # (``FastOTLPSpanExporter.prepare_span``); it must see through us.
-        self.prepare_span = getattr(inner, "prepare_span", None)
+
+    @property
+    def prepare_span(self):
+        """The inner exporter's, read when a pipeline asks (``FastOTLPSpanExporter.prepare_span``), or None.
+
+        A processor may encode each span as it ends if the exporter can; it must
+        see through us, and get the encoder ``otlp_wire.use_native`` chose.
+        """
+        return getattr(self.inner, "prepare_span", None)
 
     def export(self, batch):
         reason = None

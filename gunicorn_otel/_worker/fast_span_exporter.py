@@ -53,7 +53,10 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
     holds bytes rather than span objects.
     """
 
-    prepare_span = staticmethod(otlp_wire.encode_span)
+    @property
+    def prepare_span(self):
+        """``otlp_wire.encode_span`` as it is when a pipeline asks (``otlp_wire.use_native``)."""
+        return otlp_wire.encode_span
 
     def lane_body(self, spans: Sequence) -> bytes | None:
         """The body ``export`` would POST for ``spans`` (compressed as configured), or None.

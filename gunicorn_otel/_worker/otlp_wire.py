@@ -59,13 +59,22 @@ fails on, is encoded by the official encoder's per-span function, so the
 output is still right, just not faster.  The tests
 compare bytes on real SDK spans, so an SDK change that breaks a private field
 fails them.
+
+Where the C extension ``_worker/_span_wire`` is built, ``encode_span`` is
+its ``encode_span``: it writes the usual span (the shared empty trace state,
+no events or links, no status description, attributes of exactly str, bool,
+int or float) itself, several times cheaper again, and hands every other span
+to the Python encoder below, unchanged.  ``use_native(False)``
+(``GUNICORN_OTEL_NATIVE_ENCODER=false``) keeps the Python encoder.
+``tests/test_otlp_wire.py`` runs every comparison through both.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span
@@ -74,7 +83,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status, StatusCode
 
-__all__ = ["EncodedSpan", "encode_span", "encode_spans"]
+__all__ = ["EncodedSpan", "encode_span", "encode_spans", "use_native"]
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +375,7 @@ def _trace_state(trace_state) -> bytes:
     return _str_field(b"\x1a", text)
 
 
-def encode_span(span) -> tuple:
+def _encode_span_python(span) -> tuple:
     """One ended span encoded: ``(resource, scope, Span message body)``, an ``EncodedSpan``.
 
     Fields in number order.  A span class ``_is_fast`` rejects, or
@@ -570,6 +579,50 @@ def _official_span(span) -> bytes:
     from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import _encode_span
 
     return _encode_span(span).SerializeToString()
+
+
+def _native_encoder(fallback: Callable[[Any], tuple] | None = None) -> Callable[[Any], tuple] | None:
+    """The C extension's ``encode_span``, configured; None where it isn't built or may not read spans.
+
+    It hands every span it does not write itself to ``fallback`` (the Python
+    encoder; the tests pass one that records its calls).
+    """
+    try:
+        from gunicorn_otel._worker import _span_wire  # type: ignore[attr-defined]  # a C extension, no stubs
+    except ImportError:
+        return None
+    kinds = sorted(SpanKind, key=lambda kind: kind.value)
+    codes = sorted(StatusCode, key=lambda code: code.value)
+    # The extension writes kind + 1 and codes 0-2 by position.
+    if [kind.value for kind in kinds] != list(range(5)) or [code.value for code in codes] != list(range(3)):
+        return None
+    if not reads_span_fields():
+        return None
+    _span_wire.configure(
+        fallback=fallback or _encode_span_python,
+        is_fast=_is_fast,
+        span_context=SpanContext,
+        empty_trace_state=DEFAULT_TRACE_STATE,
+        bounded_attributes=BoundedAttributes,
+        bounded_list=BoundedList,
+        status=Status,
+        kinds=tuple(kinds),
+        status_codes=tuple(codes),
+    )
+    return _span_wire.encode_span
+
+
+NATIVE: Callable[[Any], tuple] | None = _native_encoder()
+
+# What every caller uses (through this module's attribute, so ``use_native`` reaches them).
+encode_span: Callable[[Any], tuple] = NATIVE or _encode_span_python
+
+
+def use_native(enabled: bool) -> bool:
+    """Encode with the C extension (where built) or with Python; True if the C one is now in use."""
+    global encode_span
+    encode_span = NATIVE if enabled and NATIVE is not None else _encode_span_python
+    return encode_span is NATIVE
 
 
 # One ended span, already encoded: what a batch queue holds instead of the span,

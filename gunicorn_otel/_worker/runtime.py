@@ -119,6 +119,7 @@ class Runtime:
         self._log_processor: Any = None
         self._log_bridge: LogBridge | None = None
         self._exporters: dict[str, Any] = {}
+        self.span_encoder = ""  # "C" or "Python" once traces started (``_span_encoder``)
 
     # -- start -------------------------------------------------------------
 
@@ -168,10 +169,13 @@ class Runtime:
     def _start_traces(self, resource) -> None:
         from opentelemetry import trace
 
+        from gunicorn_otel._worker import otlp_wire
         from gunicorn_otel._worker.active_span_processor import ActiveSpanProcessor
         from gunicorn_otel._worker.inflight import InflightSpans
 
+        otlp_wire.use_native(self.settings.native_encoder)  # before the pipeline takes its encoder
         self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, self.settings.bsp)
+        self.span_encoder = _span_encoder(self._span_processor)
         self.inflight = InflightSpans()
         claimed = _take_claimed(resource)
         if claimed is not None:  # already global (``claim_tracing``): give it its pipeline
@@ -390,6 +394,19 @@ def _tracer_provider(settings: Settings, resource, active_span_processor):
 # ``TracerProvider`` (opentelemetry-sdk >= 1.45, ``opentelemetry/sdk/trace/__init__.py``):
 # without them, nothing is claimed and the worker builds as before.
 _ADOPTION_API = ("_update_resource", "_set_tracer_configurator", "_tracers_lock")
+
+
+def _span_encoder(span_processor) -> str:
+    """ "C" or "Python": the encoder the span pipeline holds, for the worker's ready line.
+
+    Our batchers encode each span as it ends with the function they were given;
+    the SDK's processors (``GUNICORN_OTEL_PROCESSOR=batch`` or ``simple``) leave
+    it to the exporter, which calls ``otlp_wire.encode_span`` at export.
+    """
+    from gunicorn_otel._worker import otlp_wire
+
+    prepare = getattr(getattr(span_processor, "batcher", None), "_prepare", None) or otlp_wire.encode_span
+    return "C" if prepare is otlp_wire.NATIVE else "Python"
 
 
 def claim_tracing(settings: Settings) -> None:
