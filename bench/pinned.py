@@ -1,7 +1,7 @@
 """CPU per request of one Gunicorn worker, for several configurations side by side.
 
     python bench/pinned.py [--only sync,uvicorn] [--rows floor,ours,ours_thread] [--rounds 11]
-                           [--seconds 2] [--no-pin] [--sink http.server|asyncio]
+                           [--seconds 2] [--no-pin] [--sink http.server|asyncio] [--together]
 
 ``bench/saturation.py`` runs each row in turn, with the load generator, the
 receiver and two workers sharing both cores: its ratios move by +-0.1 between
@@ -21,8 +21,12 @@ per request, against the SDK floor":
   per server;
 * each row's round is compared with the floor's round just before it (the
   machine's speed drifts between rounds; next to each other they drift
-  together): the table gives the median of those ratios and each round's,
-  the median and least CPU us per request, the worker's voluntary plus
+  together), or with ``--together``, with a floor round run at the same
+  time: each row and the floor are loaded at once, both workers on CPU 1
+  and a ``wrk`` each on CPU 0, so a change in the machine's speed (another
+  tenant, the host) falls on both; each shares its CPU with the other, as
+  workers share a machine's cores.  The table gives the median of those
+  ratios and each round's, the median and least CPU us per request, the worker's voluntary plus
   involuntary context switches per request, and wrk's p99 latency (median
   of rounds; for rows other than ``floor`` and ``ours``, also the median of
   each round's p99 over the ``ours`` round's before it, when ``ours`` runs).
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import http.server
 import multiprocessing
@@ -277,8 +282,16 @@ def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pat
             # Warm-up; against the black hole it also passes the one capped wait at
             # its onset (docs/pipelines.md), as exports then stop being healthy.
             wrk(server.port, path, connections, 1, args.pin)
-        results: dict[str, list[tuple[float, float, float]]] = {row: [] for row in rows}
+        results: dict = {row: [] for row in rows}
         for _ in range(args.rounds):
+            if args.together:
+                # Each row under load at the same time as the floor, both workers on
+                # one CPU: the machine's speed changes under both alike.
+                for row in rows[1:]:
+                    floor, measured = _loaded_together((servers["floor"], servers[row]), path, connections, args)
+                    results.setdefault(("floor", row), []).append(floor)
+                    results[row].append(measured)
+                continue
             for row in rows:
                 server = servers[row]
                 pid = server.worker_pids()[0]
@@ -286,7 +299,22 @@ def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pat
                 served, p99 = wrk(server.port, path, connections, args.seconds, args.pin)
                 cpu1, cs1 = worker_cpu(pid)
                 results[row].append(((cpu1 - cpu0) * 1e6 / served, (cs1 - cs0) / served, p99))
+        if args.together:  # the floor's own line: its runs beside the first row
+            results["floor"] = results[("floor", rows[1])]
         return results
+
+
+def _loaded_together(pair, path: str, connections: int, args) -> list[tuple[float, float, float]]:
+    """(CPU us per request, context switches per request, p99 ms) of each server, loaded at once."""
+    pids = [server.worker_pids()[0] for server in pair]
+    before = [worker_cpu(pid) for pid in pids]
+    with concurrent.futures.ThreadPoolExecutor(len(pair)) as pool:
+        runs = list(pool.map(lambda server: wrk(server.port, path, connections, args.seconds, args.pin), pair))
+    after = [worker_cpu(pid) for pid in pids]
+    return [
+        ((cpu1 - cpu0) * 1e6 / served, (cs1 - cs0) / served, p99)
+        for (served, p99), (cpu0, cs0), (cpu1, cs1) in zip(runs, before, after, strict=True)
+    ]
 
 
 def print_section(section: str, results: dict, pinned: bool, shape: str) -> None:
@@ -299,12 +327,15 @@ def print_section(section: str, results: dict, pinned: bool, shape: str) -> None
         "| context switches / req | p99 ms (median) | p99 / ours' p99 (median of rounds) |"
     )
     print("|---|---:|---:|---:|---|---:|---:|---|")
-    floor = [c for c, _, _ in results["floor"]]
     ours_p99 = [p for _, _, p in results.get("ours", ())]
     for row, runs in results.items():
+        if isinstance(row, tuple):  # ("floor", row): the floor's runs beside that row (--together)
+            continue
+        # Each round's row ran right after the same round's floor (or, with
+        # --together, at the same time): their ratio cancels the drift of the
+        # machine's speed between rounds.
+        floor = [c for c, _, _ in results.get(("floor", row), results["floor"])]
         cpu = [c for c, _, _ in runs]
-        # Each round's row ran right after the same round's floor: their ratio
-        # cancels the drift of the machine's speed between rounds.
         ratios = [f / c for f, c in zip(floor, cpu, strict=True)]
         switches = statistics.median(s for _, s, _ in runs)
         spread = "/".join(f"{r:.2f}" for r in ratios)
@@ -328,6 +359,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="let the scheduler place every process")
     parser.add_argument(
+        "--together",
+        action="store_true",
+        help="load each row at the same time as the floor (both workers on one CPU, a wrk each), not one after the other",
+    )
+    parser.add_argument(
         "--sink",
         choices=("http.server", "asyncio"),
         default="http.server",
@@ -338,9 +374,10 @@ def main() -> int:
     if os.cpu_count() is None or len(os.sched_getaffinity(0)) < 2:
         print("needs 2 CPUs", file=sys.stderr)
         return 2
-    rows = args.rows.split(",")
-    if "floor" not in rows:
-        rows.insert(0, "floor")
+    rows = [row for row in args.rows.split(",") if row != "floor"]
+    rows.insert(0, "floor")  # first: the others are compared with it
+    if args.together and len(rows) < 2:
+        parser.error("--together needs a row besides the floor")
     ports: multiprocessing.Queue = multiprocessing.Queue()
     sink = multiprocessing.Process(target=_serve, args=(ports, args.pin, args.sink), daemon=True)
     sink.start()
