@@ -317,9 +317,11 @@ def _loaded_together(pair, path: str, connections: int, args) -> list[tuple[floa
     ]
 
 
-def print_section(section: str, results: dict, pinned: bool, shape: str) -> None:
+def print_section(section: str, results: dict, pinned: bool, shape: str, together: bool = False) -> None:
     worker_class, extra, connections, kind = SECTIONS[section]
     where = "worker on CPU 1, wrk and sink on CPU 0" if pinned else "not pinned"
+    if together:
+        where = "each row's worker and a floor worker on CPU 1, loaded at the same time; wrk and sink on CPU 0"
     app = f"4 spans/request, {describe(shape, 4)}" if kind == "wsgi" else "FastAPI native telemetry"
     print(f"\n### {section} (`-k {worker_class} -w 1 {' '.join(extra)}`, {app}, {where}; wrk -t1 -c{connections})\n")
     print(
@@ -342,12 +344,18 @@ def print_section(section: str, results: dict, pinned: bool, shape: str) -> None
         p99 = [p for _, _, p in runs]
         versus = "n/a"
         if ours_p99 and row not in ("floor", "ours"):
-            # Paired by round, as the CPU ratios are (the ours row runs earlier in the same round).
+            # Paired by round, as the CPU ratios are (the ours row runs in the same round;
+            # with --together, beside a floor worker, so not comparable with a sequential run's).
             p99_ratios = [p / o for p, o in zip(p99, ours_p99, strict=True)]
             versus = f"{statistics.median(p99_ratios):.2f}x (" + "/".join(f"{r:.2f}" for r in p99_ratios) + ")"
         print(
             f"| {ROWS[row][0]} | {statistics.median(cpu):.0f} | {min(cpu):.0f} | {statistics.median(ratios):.2f}x "
             f"| {spread} | {switches:.2f} | {statistics.median(p99):.1f} | {versus} |"
+        )
+    if together:
+        print(
+            "\nEach row's ratios are against the floor's runs made at the same time as that row's; "
+            "the floor's line shows those made beside the first row."
         )
 
 
@@ -378,6 +386,8 @@ def main() -> int:
     rows.insert(0, "floor")  # first: the others are compared with it
     if args.together and len(rows) < 2:
         parser.error("--together needs a row besides the floor")
+    if args.together and not args.pin:
+        parser.error("--together puts both workers on one CPU: it needs pinning")
     ports: multiprocessing.Queue = multiprocessing.Queue()
     sink = multiprocessing.Process(target=_serve, args=(ports, args.pin, args.sink), daemon=True)
     sink.start()
@@ -385,15 +395,14 @@ def main() -> int:
     import tempfile
 
     print(
-        f"Python {sys.version.split()[0]}, {args.rounds} rounds of {args.seconds:g} s per row, interleaved, "
-        f"{args.sink} sink"
+        f"Python {sys.version.split()[0]}, {args.rounds} rounds of {args.seconds:g} s per row, "
+        f"{'each row loaded together with the floor' if args.together else 'interleaved'}, {args.sink} sink"
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for section in args.only.split(","):
-                print_section(
-                    section, run_section(section, rows, args, endpoint, pathlib.Path(tmp)), args.pin, args.shape
-                )
+                results = run_section(section, rows, args, endpoint, pathlib.Path(tmp))
+                print_section(section, results, args.pin, args.shape, args.together)
                 sys.stdout.flush()
     finally:
         sink.terminate()

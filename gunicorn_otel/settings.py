@@ -500,7 +500,7 @@ VARS: tuple[Var, ...] = (
         _bool,
         True,
         "encode the usual ended span with the C extension where it was built at install (same bytes as the "
-        "Python encoder, several times cheaper); false: the Python encoder (docs/pipelines.md)",
+        "Python encoder, 2-3 times cheaper); false: the Python encoder (docs/pipelines.md)",
         "true, false",
     ),
 )

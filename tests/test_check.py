@@ -38,6 +38,12 @@ def test_healthy_configuration_exits_0_and_redacts_headers():
     assert done.stdout.strip().endswith("OK")
 
 
+def test_check_says_no_encoder_of_ours_runs_for_a_grpc_exporter():
+    with OTLPReceiver() as receiver:
+        done = check({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"})
+    assert "span encoder: none of gunicorn-otel's (the traces exporter is not OTLP/HTTP)" in done.stdout, done.stdout
+
+
 def test_check_names_the_python_encoder_when_the_c_one_is_off():
     with OTLPReceiver() as receiver:
         done = check({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "GUNICORN_OTEL_NATIVE_ENCODER": "false"})

@@ -40,6 +40,9 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from gunicorn_otel._worker import otlp_wire
 from tests.conftest import otel_env
 
+# Also at the dependency floors and on every Python .ci/run tests: the extension is built for each.
+pytestmark = pytest.mark.matrix
+
 
 @pytest.fixture
 def native():
@@ -383,6 +386,24 @@ def test_random_usual_spans_match_both_encoders(native):
         assert otlp_wire.encode_spans(ours) == official
 
     check()
+
+
+def test_an_extension_that_does_not_match_leaves_the_python_encoder(monkeypatch, caplog):
+    # A .so left from another version (a pull without a reinstall): Python encodes, telemetry goes on.
+    from gunicorn_otel._worker import _span_wire  # type: ignore[attr-defined]
+
+    def configure(**_):
+        raise TypeError("configure() takes at most 8 keyword arguments (9 given)")
+
+    monkeypatch.setattr(_span_wire, "configure", configure)
+    try:
+        assert otlp_wire._native_encoder() is None
+        assert "reinstall gunicorn-otel" in otlp_wire.NATIVE_PROBLEM
+        assert "C span encoder not used" in caplog.text
+    finally:
+        monkeypatch.undo()
+        assert otlp_wire._native_encoder() is otlp_wire.NATIVE
+        assert otlp_wire.NATIVE_PROBLEM == ""
 
 
 def test_use_native_switches_every_caller(native):

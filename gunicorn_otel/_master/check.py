@@ -238,7 +238,7 @@ def _print_human(report: dict) -> None:
             print(f"  {name:8} built in {info['built_in']:16} processor: {info['processor']}", file=out)
         if report["pipeline"].get("ok"):
             print(f"pipeline: built in a child process ({', '.join(report['pipeline']['signals'])})", file=out)
-            if "traces" in report["pipeline"]["signals"]:
+            if "span_encoder" in report["pipeline"]:
                 print(f"span encoder: {report['pipeline']['span_encoder']}", file=out)
         for sig, info in report["endpoints"].items():
             print(f"endpoint {sig}: {info['detail']}", file=out)

@@ -54,18 +54,24 @@ def probe() -> dict:
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(limit=-4),
         }
-    return {"ok": True, "signals": settings.enabled_signals(), "span_encoder": _span_encoder(settings, built)}
+    signals = settings.enabled_signals()
+    result: dict = {"ok": True, "signals": signals}
+    if "traces" in signals:
+        result["span_encoder"] = _span_encoder(settings, built)
+    return result
 
 
 def _span_encoder(settings, built) -> str:
     """Which encoder the span pipeline got (``Runtime.span_encoder``), and why."""
+    from gunicorn_otel._worker import otlp_wire
+
     if built.span_encoder == "C":
         return "C extension"
+    if not built.span_encoder:
+        return "none of gunicorn-otel's (the traces exporter is not OTLP/HTTP)"
     if not settings.native_encoder:
         return "Python (GUNICORN_OTEL_NATIVE_ENCODER=false)"
-    return (
-        "Python: the C extension is not built (no C compiler when gunicorn-otel was installed?); same bytes, more CPU"
-    )
+    return f"Python: {otlp_wire.NATIVE_PROBLEM}; same bytes, more CPU"
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ fails them.
 Where the C extension ``_worker/_span_wire`` is built, ``encode_span`` is
 its ``encode_span``: it writes the usual span (the shared empty trace state,
 no events or links, no status description, attributes of exactly str, bool,
-int or float) itself, several times cheaper again, and hands every other span
+int or float) itself, 2-3 times cheaper again, and hands every other span
 to the Python encoder below, unchanged.  ``use_native(False)``
 (``GUNICORN_OTEL_NATIVE_ENCODER=false``) keeps the Python encoder.
 ``tests/test_otlp_wire.py`` runs every comparison through both.
@@ -587,31 +587,43 @@ def _native_encoder(fallback: Callable[[Any], tuple] | None = None) -> Callable[
     It hands every span it does not write itself to ``fallback`` (the Python
     encoder; the tests pass one that records its calls).
     """
+    global NATIVE_PROBLEM
     try:
         from gunicorn_otel._worker import _span_wire  # type: ignore[attr-defined]  # a C extension, no stubs
     except ImportError:
+        NATIVE_PROBLEM = "the C extension is not built (no C compiler when gunicorn-otel was installed?)"
         return None
     kinds = sorted(SpanKind, key=lambda kind: kind.value)
     codes = sorted(StatusCode, key=lambda code: code.value)
     # The extension writes kind + 1 and codes 0-2 by position.
     if [kind.value for kind in kinds] != list(range(5)) or [code.value for code in codes] != list(range(3)):
+        NATIVE_PROBLEM = "this OpenTelemetry SDK's SpanKind or StatusCode values are not the ones it writes"
         return None
     if not reads_span_fields():
+        NATIVE_PROBLEM = "this OpenTelemetry SDK's span layout is not the one it reads"
         return None
-    _span_wire.configure(
-        fallback=fallback or _encode_span_python,
-        is_fast=_is_fast,
-        span_context=SpanContext,
-        empty_trace_state=DEFAULT_TRACE_STATE,
-        bounded_attributes=BoundedAttributes,
-        bounded_list=BoundedList,
-        status=Status,
-        kinds=tuple(kinds),
-        status_codes=tuple(codes),
-    )
+    try:
+        _span_wire.configure(
+            fallback=fallback or _encode_span_python,
+            is_fast=_is_fast,
+            span_context=SpanContext,
+            empty_trace_state=DEFAULT_TRACE_STATE,
+            bounded_attributes=BoundedAttributes,
+            bounded_list=BoundedList,
+            status=Status,
+            kinds=tuple(kinds),
+            status_codes=tuple(codes),
+        )
+    except Exception as error:  # noqa: BLE001 - e.g. a .so left from another version: Python encodes, telemetry goes on
+        NATIVE_PROBLEM = f"the C extension does not match this source ({error}); reinstall gunicorn-otel"
+        log.warning("gunicorn-otel: C span encoder not used: %s", NATIVE_PROBLEM)
+        return None
+    NATIVE_PROBLEM = ""
     return _span_wire.encode_span
 
 
+# Why ``NATIVE`` is None ("" when it is not).
+NATIVE_PROBLEM = ""
 NATIVE: Callable[[Any], tuple] | None = _native_encoder()
 
 # What every caller uses (through this module's attribute, so ``use_native`` reaches them).

@@ -175,7 +175,7 @@ class Runtime:
 
         otlp_wire.use_native(self.settings.native_encoder)  # before the pipeline takes its encoder
         self._span_processor = self.model.span_processor(self._exporters[TRACES], self.stats, self.settings.bsp)
-        self.span_encoder = _span_encoder(self._span_processor)
+        self.span_encoder = _span_encoder(self._span_processor, self._exporters[TRACES])
         self.inflight = InflightSpans()
         claimed = _take_claimed(resource)
         if claimed is not None:  # already global (``claim_tracing``): give it its pipeline
@@ -396,8 +396,8 @@ def _tracer_provider(settings: Settings, resource, active_span_processor):
 _ADOPTION_API = ("_update_resource", "_set_tracer_configurator", "_tracers_lock")
 
 
-def _span_encoder(span_processor) -> str:
-    """ "C" or "Python": the encoder the span pipeline holds, for the worker's ready line.
+def _span_encoder(span_processor, exporter) -> str:
+    """ "C", "Python", or "" where no span goes through ``otlp_wire`` (gRPC, console): for the ready line.
 
     Our batchers encode each span as it ends with the function they were given;
     the SDK's processors (``GUNICORN_OTEL_PROCESSOR=batch`` or ``simple``) leave
@@ -405,6 +405,8 @@ def _span_encoder(span_processor) -> str:
     """
     from gunicorn_otel._worker import otlp_wire
 
+    if getattr(exporter, "prepare_span", None) is None:  # not our OTLP/HTTP exporter
+        return ""
     prepare = getattr(getattr(span_processor, "batcher", None), "_prepare", None) or otlp_wire.encode_span
     return "C" if prepare is otlp_wire.NATIVE else "Python"
 
