@@ -72,13 +72,11 @@ def main() -> int:
     encoders = [("C", True), ("Python", False)] if otlp_wire.NATIVE is not None else [("Python", False)]
     for name, native in encoders:
         otlp_wire.use_native(native)
-        encode_span = otlp_wire.encode_span
-        rows.append((f"`otlp_wire.encode_spans(batch)`, {name} span encoder", otlp_wire.encode_spans))
-        rows.append(
-            (f"`otlp_wire.encode_span(span)` alone, {name}", lambda chunk, e=encode_span: [e(s) for s in chunk])
-        )
-        timed = [(label, us_per_span(encode, spans, args.batch, args.rounds)) for label, encode in rows[-2:]]
-        rows[-2:] = timed
+        alone = otlp_wire.encode_span
+        batched = us_per_span(otlp_wire.encode_spans, spans, args.batch, args.rounds)
+        one_by_one = us_per_span(lambda chunk, e=alone: [e(span) for span in chunk], spans, args.batch, args.rounds)
+        rows.append((f"`otlp_wire.encode_spans(batch)`, {name} span encoder", batched))
+        rows.append((f"`otlp_wire.encode_span(span)` alone, {name}", one_by_one))
     otlp_wire.use_native(True)
     print(f"`{' '.join(['python', *sys.argv])}`: {args.spans} spans, 3 attributes, batches of {args.batch}, "
           f"best of {args.rounds}, Python {platform.python_version()}\n")  # fmt: skip

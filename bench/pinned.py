@@ -250,7 +250,7 @@ def _stop(servers: dict) -> None:
         server.stop()
 
 
-def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pathlib.Path) -> dict:
+def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pathlib.Path) -> tuple[dict, dict]:
     worker_class, extra, connections, kind = SECTIONS[section]
     path = PATHS[kind]
     servers = {}
@@ -282,14 +282,16 @@ def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pat
             # Warm-up; against the black hole it also passes the one capped wait at
             # its onset (docs/pipelines.md), as exports then stop being healthy.
             wrk(server.port, path, connections, 1, args.pin)
-        results: dict = {row: [] for row in rows}
+        results: dict[str, list[tuple[float, float, float]]] = {row: [] for row in rows}
+        # The floor runs each row's ratios are taken against: the floor's own, one
+        # after the other, or with --together those made at the same time as the row's.
+        floors = {row: [] if args.together else results["floor"] for row in rows[1:]}
         for _ in range(args.rounds):
             if args.together:
-                # Each row under load at the same time as the floor, both workers on
-                # one CPU: the machine's speed changes under both alike.
+                # Both workers on one CPU: the machine's speed changes under both alike.
                 for row in rows[1:]:
                     floor, measured = _loaded_together((servers["floor"], servers[row]), path, connections, args)
-                    results.setdefault(("floor", row), []).append(floor)
+                    floors[row].append(floor)
                     results[row].append(measured)
                 continue
             for row in rows:
@@ -300,8 +302,9 @@ def run_section(section: str, rows: list[str], args, endpoint: str, workdir: pat
                 cpu1, cs1 = worker_cpu(pid)
                 results[row].append(((cpu1 - cpu0) * 1e6 / served, (cs1 - cs0) / served, p99))
         if args.together:  # the floor's own line: its runs beside the first row
-            results["floor"] = results[("floor", rows[1])]
-        return results
+            results["floor"] = floors[rows[1]]
+        floors["floor"] = results["floor"]
+        return results, floors
 
 
 def _loaded_together(pair, path: str, connections: int, args) -> list[tuple[float, float, float]]:
@@ -317,7 +320,7 @@ def _loaded_together(pair, path: str, connections: int, args) -> list[tuple[floa
     ]
 
 
-def print_section(section: str, results: dict, pinned: bool, shape: str, together: bool = False) -> None:
+def print_section(section: str, results: dict, floors: dict, pinned: bool, shape: str, together: bool = False) -> None:
     worker_class, extra, connections, kind = SECTIONS[section]
     where = "worker on CPU 1, wrk and sink on CPU 0" if pinned else "not pinned"
     if together:
@@ -331,12 +334,10 @@ def print_section(section: str, results: dict, pinned: bool, shape: str, togethe
     print("|---|---:|---:|---:|---|---:|---:|---|")
     ours_p99 = [p for _, _, p in results.get("ours", ())]
     for row, runs in results.items():
-        if isinstance(row, tuple):  # ("floor", row): the floor's runs beside that row (--together)
-            continue
         # Each round's row ran right after the same round's floor (or, with
         # --together, at the same time): their ratio cancels the drift of the
         # machine's speed between rounds.
-        floor = [c for c, _, _ in results.get(("floor", row), results["floor"])]
+        floor = [c for c, _, _ in floors[row]]
         cpu = [c for c, _, _ in runs]
         ratios = [f / c for f, c in zip(floor, cpu, strict=True)]
         switches = statistics.median(s for _, s, _ in runs)
@@ -401,8 +402,8 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for section in args.only.split(","):
-                results = run_section(section, rows, args, endpoint, pathlib.Path(tmp))
-                print_section(section, results, args.pin, args.shape, args.together)
+                results, floors = run_section(section, rows, args, endpoint, pathlib.Path(tmp))
+                print_section(section, results, floors, args.pin, args.shape, args.together)
                 sys.stdout.flush()
     finally:
         sink.terminate()

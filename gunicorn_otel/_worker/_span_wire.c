@@ -114,15 +114,15 @@ static int as_u64(PyObject *value, unsigned long long *out) {
 static int as_u128_be(PyObject *value, unsigned char out[16]) {
     if (!PyLong_CheckExact(value)) return -1;
     PyObject *shift = PyLong_FromLong(64);
-    if (shift == NULL) goto error;
+    if (shift == NULL) return -1;
     PyObject *high = PyNumber_Rshift(value, shift);
     Py_DECREF(shift);
-    if (high == NULL) goto error;
+    if (high == NULL) return -1;
     unsigned long long hi = PyLong_AsUnsignedLongLong(high);  /* negative or >= 2**64: an error */
     Py_DECREF(high);
-    if (hi == (unsigned long long)-1 && PyErr_Occurred()) goto error;
+    if (hi == (unsigned long long)-1 && PyErr_Occurred()) return -1;
     unsigned long long lo = PyLong_AsUnsignedLongLongMask(value);
-    if (lo == (unsigned long long)-1 && PyErr_Occurred()) goto error;
+    if (lo == (unsigned long long)-1 && PyErr_Occurred()) return -1;
     for (int i = 7; i >= 0; i--) {
         out[i] = (unsigned char)(hi & 0xFF);
         hi >>= 8;
@@ -130,20 +130,17 @@ static int as_u128_be(PyObject *value, unsigned char out[16]) {
         lo >>= 8;
     }
     return 0;
-error:
-    return -1;
 }
 
-/* A str's UTF-8 (lone surrogates fail, as ``str.encode`` does: the Python path then decides). */
-static const char *utf8(PyObject *text, Py_ssize_t *size) {
-    return PyUnicode_AsUTF8AndSize(text, size);
-}
+/* Errors: a helper returns -1 (or NULL) and leaves any exception set;
+ * ``encode_span`` decides once what it means.  A lone surrogate fails UTF-8 as
+ * ``str.encode`` does, and the Python path then decides. */
 
 /* One Span.attributes field (9): KeyValue{key=1 unless "", value=2 AnyValue}. */
 static int put_attribute(writer *w, PyObject *key, PyObject *value) {
     Py_ssize_t key_size;
     const char *key_data;
-    if (!PyUnicode_CheckExact(key) || (key_data = utf8(key, &key_size)) == NULL) return -1;
+    if (!PyUnicode_CheckExact(key) || (key_data = PyUnicode_AsUTF8AndSize(key, &key_size)) == NULL) return -1;
     size_t key_field = key_size ? 1 + varint_size((unsigned long long)key_size) + (size_t)key_size : 0;
 
     unsigned char scalar[11];  /* an AnyValue body other than a string's: at most a tag and a 10-byte varint */
@@ -153,7 +150,7 @@ static int put_attribute(writer *w, PyObject *key, PyObject *value) {
     size_t any_size;  /* the AnyValue body's size */
     PyTypeObject *type = Py_TYPE(value);
     if (type == &PyUnicode_Type) {
-        if ((text = utf8(value, &text_size)) == NULL) return -1;
+        if ((text = PyUnicode_AsUTF8AndSize(value, &text_size)) == NULL) return -1;
         any_size = 1 + varint_size((unsigned long long)text_size) + (size_t)text_size;  /* string_value=1 */
     } else if (type == &PyBool_Type) {
         scalar[0] = 0x10;  /* bool_value=2 */
@@ -197,20 +194,15 @@ static int put_attribute(writer *w, PyObject *key, PyObject *value) {
     return put(w, scalar, scalar_size);
 }
 
-/* An attribute: a new reference, or NULL with the exception set. */
-static PyObject *get(PyObject *obj, PyObject *name) {
-    return PyObject_GetAttr(obj, name);
-}
-
 /* 0 if ``obj`` is an exact BoundedList holding nothing and having dropped nothing. */
 static int empty_bounded_list(PyObject *obj) {
     if (Py_TYPE(obj) != bounded_list_type) return -1;
-    PyObject *dq = get(obj, s_dq);
+    PyObject *dq = PyObject_GetAttr(obj, s_dq);
     if (dq == NULL) return -1;
     Py_ssize_t size = PyObject_Length(dq);
     Py_DECREF(dq);
     if (size != 0) return -1;
-    PyObject *dropped = get(obj, s_dropped);
+    PyObject *dropped = PyObject_GetAttr(obj, s_dropped);
     if (dropped == NULL) return -1;
     int truth = PyObject_IsTrue(dropped);
     Py_DECREF(dropped);
@@ -223,7 +215,7 @@ static int empty_bounded_list(PyObject *obj) {
 static int empty_state(PyObject *state) {
     if (state == empty_trace_state) return 0;
     if (Py_TYPE(state) != trace_state_type) return -1;
-    PyObject *entries = get(state, s_entries);
+    PyObject *entries = PyObject_GetAttr(state, s_entries);
     if (entries == NULL) return -1;
     int empty = PyDict_CheckExact(entries) && PyDict_GET_SIZE(entries) == 0;
     Py_DECREF(entries);
@@ -232,25 +224,25 @@ static int empty_state(PyObject *state) {
 
 /* The span's fields after its attributes: 0 if written, -1 for the Python path. */
 static int put_tail(writer *w, PyObject *span, int remote) {
-    PyObject *events = get(span, s_events);
+    PyObject *events = PyObject_GetAttr(span, s_events);
     if (events == NULL) return -1;
     int rc = empty_bounded_list(events);
     Py_DECREF(events);
     if (rc < 0) return -1;
-    PyObject *links = get(span, s_links);
+    PyObject *links = PyObject_GetAttr(span, s_links);
     if (links == NULL) return -1;
     rc = empty_bounded_list(links);
     Py_DECREF(links);
     if (rc < 0) return -1;
 
-    PyObject *status = get(span, s_status);
+    PyObject *status = PyObject_GetAttr(span, s_status);
     if (status == NULL) return -1;
     int code = -1;
     if (Py_TYPE(status) == status_type) {
         /* Each step only if the one before succeeded: no call with an exception set. */
-        PyObject *description = get(status, s_description);
+        PyObject *description = PyObject_GetAttr(status, s_description);
         int described = description == NULL ? -1 : PyObject_IsTrue(description);
-        PyObject *status_code = described == 0 ? get(status, s_status_code) : NULL;
+        PyObject *status_code = described == 0 ? PyObject_GetAttr(status, s_status_code) : NULL;
         for (int i = 0; status_code != NULL && i < 3; i++) {
             if (status_code == status_codes[i]) code = i;
         }
@@ -277,12 +269,12 @@ static int put_span(writer *w, PyObject *span) {
     unsigned long long span_id, parent_id = 0, start_ns = 0, end_ns = 0;
     int remote = 0;
 
-    context = get(span, s_context);
+    context = PyObject_GetAttr(span, s_context);
     if (context == NULL || Py_TYPE(context) != span_context_type || PyTuple_GET_SIZE(context) < 5) goto done;
     if (empty_state(PyTuple_GET_ITEM(context, 4)) < 0) goto done;  /* trace_state=3: the Python path */
     if (as_u128_be(PyTuple_GET_ITEM(context, 0), trace_id) < 0) goto done;
     if (as_u64(PyTuple_GET_ITEM(context, 1), &span_id) < 0) goto done;
-    parent = get(span, s_parent);
+    parent = PyObject_GetAttr(span, s_parent);
     if (parent == NULL) goto done;
     if (parent != Py_None) {
         if (Py_TYPE(parent) != span_context_type || PyTuple_GET_SIZE(parent) < 5) goto done;
@@ -296,7 +288,7 @@ static int put_span(writer *w, PyObject *span) {
     if (parent != Py_None && (put_byte(w, 0x22) || put_byte(w, 8) || put_u64_be(w, parent_id))) goto done;
 
     /* name=5 (not for ""), kind=6 (SDK value + 1) */
-    if ((name = get(span, s_name)) == NULL || (kind = get(span, s_kind)) == NULL) goto done;
+    if ((name = PyObject_GetAttr(span, s_name)) == NULL || (kind = PyObject_GetAttr(span, s_kind)) == NULL) goto done;
     if (!PyUnicode_CheckExact(name)) goto done;
     int kind_value = -1;
     for (int i = 0; i < 5; i++) {
@@ -304,7 +296,7 @@ static int put_span(writer *w, PyObject *span) {
     }
     if (kind_value < 0) goto done;
     Py_ssize_t name_size;
-    const char *name_data = utf8(name, &name_size);
+    const char *name_data = PyUnicode_AsUTF8AndSize(name, &name_size);
     if (name_data == NULL) goto done;
     if (name_size) {
         if (put_byte(w, 0x2A) || put_varint(w, (unsigned long long)name_size)) goto done;
@@ -313,23 +305,23 @@ static int put_span(writer *w, PyObject *span) {
     if (put_byte(w, 0x30) || put_byte(w, (unsigned char)(kind_value + 1))) goto done;
 
     /* start_time_unix_nano=7, end_time_unix_nano=8 (fixed64), when set and not 0 */
-    if ((start = get(span, s_start_time)) == NULL || (end = get(span, s_end_time)) == NULL) goto done;
+    if ((start = PyObject_GetAttr(span, s_start_time)) == NULL || (end = PyObject_GetAttr(span, s_end_time)) == NULL) goto done;
     if (start != Py_None && as_u64(start, &start_ns) < 0) goto done;
     if (end != Py_None && as_u64(end, &end_ns) < 0) goto done;
     if (start_ns && (put_byte(w, 0x39) || put_u64_le(w, start_ns))) goto done;
     if (end_ns && (put_byte(w, 0x41) || put_u64_le(w, end_ns))) goto done;
 
     /* attributes=9, dropped_attributes_count=10 */
-    attributes = get(span, s_attributes);
+    attributes = PyObject_GetAttr(span, s_attributes);
     if (attributes == NULL || Py_TYPE(attributes) != bounded_attributes_type) goto done;
-    items = get(attributes, s_dict);
+    items = PyObject_GetAttr(attributes, s_dict);
     if (items == NULL || !PyDict_CheckExact(items)) goto done;
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(items, &pos, &key, &value)) {
         if (put_attribute(w, key, value) < 0) goto done;
     }
-    dropped = get(attributes, s_dropped);
+    dropped = PyObject_GetAttr(attributes, s_dropped);
     unsigned long long dropped_count;
     if (dropped == NULL || as_u64(dropped, &dropped_count) < 0) goto done;
     if (dropped_count && (put_byte(w, 0x50) || put_varint(w, dropped_count))) goto done;
@@ -377,8 +369,8 @@ static PyObject *written(PyObject *span) {
     writer w = {buffer, buffer + CAPACITY};
     if (put_span(&w, span) < 0) return NULL;
     PyObject *result = NULL;
-    PyObject *resource = get(span, s_resource);
-    PyObject *scope = resource == NULL ? NULL : get(span, s_scope);
+    PyObject *resource = PyObject_GetAttr(span, s_resource);
+    PyObject *scope = resource == NULL ? NULL : PyObject_GetAttr(span, s_scope);
     int truth = scope == NULL ? -1 : (scope == Py_None ? 0 : PyObject_IsTrue(scope));
     if (truth >= 0) {
         PyObject *body = PyBytes_FromStringAndSize((const char *)buffer, w.p - buffer);
